@@ -1,0 +1,1 @@
+"""Pipeline stages as plain functions over Polars frames; Prefect wrappers live in flows/."""

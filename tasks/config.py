@@ -1,0 +1,265 @@
+"""The config model: one pydantic model loaded from the TOML file at the edge.
+
+Relative paths are relative to the config file; in URLs SQLAlchemy style applies
+(``duckdb:///rel/path`` is relative, ``duckdb:////abs/path`` absolute).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tasks.defaults import default_actions, default_measures
+from tasks.errors import ConfigError
+from tasks.schemas import DATASETS, DIMENSIONS
+
+Direction = Literal["higher", "lower"]
+Method = Literal["bands", "minmax", "percentile", "target"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """Where one canonical dataset comes from and how its columns map onto the canonical ones."""
+
+    uri: str
+    table: str | None = None
+    query: str | None = None
+    encoding: str = "utf-8"
+    separator: str = ","
+    columns: dict[str, str] = Field(default_factory=dict)  # canonical name = source column
+    datetime_format: str | None = None  # strftime pattern for text timestamps
+    date_format: str | None = None
+    timezone: str | None = None  # time zone of naive timestamps; results are UTC
+    values: dict[str, dict[str, str]] = Field(default_factory=dict)  # column -> {raw: canonical}
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SourceConfig:
+        if self.table and self.query:
+            raise ValueError("give either table or query, not both")
+        return self
+
+
+class OutputConfig(_Strict):
+    dir: str = "out"
+    history: str = "duckdb:///out/history.duckdb"
+
+
+class ReportConfig(_Strict):
+    recipients: list[str] = Field(default_factory=list)
+    csm_digests: bool = True
+    title: str = "Customer health"
+    company: str = ""
+    top_n: int = 25  # rows in each list of the report
+
+
+class ValidationConfig(_Strict):
+    max_invalid_share: float = Field(0.2, ge=0, le=1)  # above this share a dataset stops the run
+    gx_max_rows: int = 2_000_000  # datasets larger than this run their suite as Polars checks
+
+
+class WindowsConfig(_Strict):
+    usage_days: int = Field(30, gt=0)
+    support_days: int = Field(90, gt=0)
+    survey_days: int = Field(180, gt=0)
+    orders_days: int = Field(365, gt=0)
+    outcomes_days: int = Field(365, gt=0)
+    kpi_days: int = Field(90, gt=0)
+
+
+class SurveyScale(_Strict):
+    min: float
+    max: float
+    higher_is_better: bool = True
+
+
+class MeasureConfig(_Strict):
+    """One measure: which feature it reads, which dimension it feeds and how it is normalised."""
+
+    name: str
+    dimension: str
+    feature: str | None = None  # defaults to the measure name
+    weight: float = Field(1.0, gt=0)
+    method: Method = "bands"
+    direction: Direction = "higher"
+    # bands: four break points [red_low, yellow_from, green_from, green_high] (ascending);
+    # values map linearly onto 0-40 (red), 40-70 (yellow), 70-100 (green) and clip outside.
+    bands: list[float] | None = None
+    min: float | None = None  # minmax
+    max: float | None = None
+    target: float | None = None  # target ratio: value / target * 100, capped at 100
+    peer_group: str | None = None  # percentile: rank within accounts sharing this column
+    points: dict[str, float] | None = None  # categorical attribute: value -> points
+
+    @field_validator("dimension")
+    @classmethod
+    def _known_dimension(cls, v: str) -> str:
+        if v not in DIMENSIONS:
+            raise ValueError(f"unknown dimension {v!r}; expected one of {', '.join(DIMENSIONS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _method_params(self) -> MeasureConfig:
+        if self.points is not None:
+            return self
+        if self.method == "bands":
+            b = self.bands
+            if b is None or len(b) != 4 or any(x >= y for x, y in zip(b, b[1:], strict=False)):
+                raise ValueError("bands needs four strictly ascending break points")
+        if self.method == "minmax" and (
+            self.min is None or self.max is None or self.min >= self.max
+        ):
+            raise ValueError("minmax needs min < max")
+        if self.method == "target" and not self.target:
+            raise ValueError("target needs a non-zero target")
+        return self
+
+    @property
+    def source(self) -> str:
+        return self.feature or self.name
+
+
+class SegmentsConfig(_Strict):
+    healthy: float = 70.0  # score >= healthy is healthy
+    at_risk: float = 40.0  # score < at_risk is at risk
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SegmentsConfig:
+        if not 0 <= self.at_risk <= self.healthy <= 100:
+            raise ValueError("segments need 0 <= at_risk <= healthy <= 100")
+        return self
+
+
+class ScoringConfig(_Strict):
+    dimensions: dict[str, float] = Field(
+        default_factory=lambda: {
+            "usage": 0.25,
+            "engagement": 0.15,
+            "financial": 0.15,
+            "support": 0.15,
+            "outcomes": 0.10,
+            "satisfaction": 0.20,
+        }
+    )
+    measures: list[MeasureConfig] = Field(default_factory=list)
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    min_coverage: float = Field(0.5, ge=0, le=1)
+    drop_alert: float = Field(10.0, ge=0)  # points lost in a week that raise an alert
+    top_drivers: int = Field(3, ge=1)
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimension_weights(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(DIMENSIONS))
+        if unknown:
+            raise ValueError(f"unknown dimension {unknown[0]!r}")
+        if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("dimension weights must be >= 0 with a positive sum")
+        return v
+
+
+class ActionRule(_Strict):
+    """A playbook: when every condition holds for an account, recommend the action."""
+
+    action: str
+    when: dict[str, Any]
+    reason: str
+    owner: str = "csm"  # "csm" (the account's CSM) or an e-mail address
+    priority: Literal["low", "medium", "high", "urgent"] = "medium"
+    due_days: int = Field(7, ge=0)
+
+
+class KpiConfig(_Strict):
+    gross_margin: float = Field(0.8, gt=0, le=1)
+
+
+class Config(_Strict):
+    """The whole config file."""
+
+    sources: dict[str, SourceConfig]
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    windows: WindowsConfig = Field(default_factory=WindowsConfig)
+    surveys: dict[str, SurveyScale] = Field(
+        default_factory=lambda: {
+            "nps": SurveyScale(min=0, max=10),
+            "csat": SurveyScale(min=1, max=5),
+            "ces": SurveyScale(min=1, max=7),
+        }
+    )
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    actions: list[ActionRule] = Field(default_factory=list)
+    kpis: KpiConfig = Field(default_factory=KpiConfig)
+    base_dir: Path = Path(".")  # the folder of the config file; set by load_config
+
+    @field_validator("sources")
+    @classmethod
+    def _known_datasets(cls, v: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        unknown = sorted(set(v) - set(DATASETS))
+        if unknown:
+            raise ValueError(
+                f"unknown dataset {unknown[0]!r}; expected one of {', '.join(DATASETS)}"
+            )
+        if "accounts" not in v:
+            raise ValueError("the accounts source is required")
+        return v
+
+    def path(self, p: str) -> Path:
+        """Resolve a path from the config relative to the config file."""
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else self.base_dir / q
+
+    @property
+    def out_dir(self) -> Path:
+        return self.path(self.output.dir)
+
+    def fingerprint(self) -> str:
+        """Return a short hash of the scoring-relevant config (stored with every run)."""
+        body = self.model_dump(mode="json", exclude={"base_dir"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _first_error(err: ValidationError) -> str:
+    e = err.errors()[0]
+    where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{where}: {msg}"
+
+
+def parse_config(data: dict[str, Any], base_dir: Path, origin: str = "config") -> Config:
+    """Build the config model from a parsed TOML document, filling in the default model."""
+    data = dict(data)
+    scoring = dict(data.get("scoring", {}))
+    scoring.setdefault("measures", default_measures())
+    data["scoring"] = scoring
+    data.setdefault("actions", default_actions())
+    try:
+        cfg = Config(**data, base_dir=base_dir)
+    except ValidationError as err:
+        raise ConfigError(f"{origin}: {_first_error(err)}.") from None
+    return cfg
+
+
+def load_config(path: Path) -> Config:
+    """Load and check the TOML config file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"Config file {path} cannot be read: {err}.") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"Config file {path} is not valid TOML: {err}.") from None
+    return parse_config(data, path.resolve().parent, origin=str(path))

@@ -1,0 +1,106 @@
+"""Write one as-of date's files (SPEC section 6) atomically into ``<out>/<D>/``.
+
+Everything is written into a staging folder beside the target and swapped in with renames,
+so a re-run replaces the date whole and a crash never leaves half a result.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tasks.config import Config
+from tasks.schemas import ACTION_COLUMNS, DIMENSIONS
+from tasks.validate import ValidatedDataset
+
+BASE_COLUMNS = (
+    "account_id",
+    "as_of",
+    "name",
+    "csm_email",
+    "tier",
+    "arr",
+    "renewal_date",
+    "score",
+    "segment",
+    "coverage",
+    "insufficient_data",
+    "score_delta_1w",
+    "score_delta_4w",
+    "drop_alert",
+    *DIMENSIONS,
+    "top_drivers",
+    "change_drivers",
+)
+
+
+def scores_table(scored: pl.DataFrame, cfg: Config) -> pl.DataFrame:
+    """Select the published columns: base, dimensions, then value and points of each measure."""
+    cols = [pl.col(c) for c in BASE_COLUMNS if c in scored.columns]
+    for m in cfg.scoring.measures:
+        value = pl.col(m.source) if m.source in scored.columns else pl.lit(None)
+        cols += [value.alias(f"value_{m.name}"), pl.col(f"m_{m.name}").alias(f"points_{m.name}")]
+    return scored.select(cols).sort("account_id")
+
+
+def validation_json(validated: dict[str, ValidatedDataset]) -> dict[str, Any]:
+    """Return the validation.json document."""
+    return {"datasets": {name: v.summary() for name, v in validated.items()}}
+
+
+def _write_quarantine(validated: dict[str, ValidatedDataset], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, v in validated.items():
+        q = v.quarantined
+        if q.height:
+            first = ["source_row", "reason"]
+            q.select(first + [c for c in q.columns if c not in first]).write_csv(
+                folder / f"{name}.csv"
+            )
+
+
+def stage_outputs(
+    out_dir: Path,
+    as_of: date,
+    scores: pl.DataFrame,
+    actions: pl.DataFrame,
+    kpis: dict[str, Any],
+    validated: dict[str, ValidatedDataset],
+    report_html: str,
+) -> Path:
+    """Write every file of the date into a fresh staging folder and return it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = out_dir / f".{as_of.isoformat()}.staging-{uuid.uuid4().hex[:8]}"
+    stage.mkdir()
+    scores.write_parquet(stage / "scores.parquet")
+    scores.write_csv(stage / "scores.csv", float_precision=4)
+    actions.select(ACTION_COLUMNS).write_csv(stage / "actions.csv")
+    (stage / "kpis.json").write_text(json.dumps(kpis, indent=2, ensure_ascii=False))
+    (stage / "validation.json").write_text(json.dumps(validation_json(validated), indent=2))
+    _write_quarantine(validated, stage / "quarantine")
+    (stage / "report.html").write_text(report_html, encoding="utf-8")
+    (stage / "outbox").mkdir()
+    return stage
+
+
+def publish(stage: Path, out_dir: Path, as_of: date) -> Path:
+    """Swap the staging folder in as ``<out>/<D>``; the old version is removed only after."""
+    target = out_dir / as_of.isoformat()
+    old = out_dir / f".{as_of.isoformat()}.old-{uuid.uuid4().hex[:8]}"
+    if target.exists():
+        target.rename(old)
+    stage.rename(target)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def discard(stage: Path) -> None:
+    """Remove a staging folder after a failure."""
+    shutil.rmtree(stage, ignore_errors=True)

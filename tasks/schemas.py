@@ -1,0 +1,173 @@
+"""The canonical datasets (SPEC section 3), declared once.
+
+Readers cast to these schemas, the demo generator and the tests build data from them, and a
+test checks that the Great Expectations suites in ``expectations/`` name the same columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+TS = pl.Datetime("us")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One canonical dataset: its schema, which columns are required, and its keys."""
+
+    name: str
+    schema: pl.Schema
+    required: tuple[str, ...]
+    key: str | None  # the unique id column, if the dataset has one
+    time_column: str | None  # the column that places a row in time (point-in-time filter)
+    value_sets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def optional(self) -> tuple[str, ...]:
+        return tuple(c for c in self.schema.names() if c not in self.required)
+
+
+ACCOUNTS = Dataset(
+    name="accounts",
+    schema=pl.Schema(
+        {
+            "account_id": pl.String,
+            "name": pl.String,
+            "csm_email": pl.String,
+            "tier": pl.String,
+            "industry": pl.String,
+            "region": pl.String,
+            "seats": pl.Int64,
+            "arr": pl.Float64,
+            "contract_start": pl.Date,
+            "renewal_date": pl.Date,
+            "status": pl.String,
+            "churned_at": pl.Date,
+        }
+    ),
+    required=("account_id", "name"),
+    key="account_id",
+    time_column=None,
+    value_sets={"status": ("active", "churned")},
+)
+
+ORDERS = Dataset(
+    name="orders",
+    schema=pl.Schema(
+        {
+            "order_id": pl.String,
+            "account_id": pl.String,
+            "ordered_at": TS,
+            "amount": pl.Float64,
+            "currency": pl.String,
+            "kind": pl.String,
+        }
+    ),
+    required=("order_id", "account_id", "ordered_at", "amount"),
+    key="order_id",
+    time_column="ordered_at",
+    value_sets={"kind": ("order", "refund")},
+)
+
+TICKETS = Dataset(
+    name="tickets",
+    schema=pl.Schema(
+        {
+            "ticket_id": pl.String,
+            "account_id": pl.String,
+            "opened_at": TS,
+            "resolved_at": TS,
+            "priority": pl.String,
+            "status": pl.String,
+            "satisfaction": pl.Float64,
+        }
+    ),
+    required=("ticket_id", "account_id", "opened_at"),
+    key="ticket_id",
+    time_column="opened_at",
+    value_sets={"priority": ("low", "normal", "high", "urgent")},
+)
+
+SURVEY_RESPONSES = Dataset(
+    name="survey_responses",
+    schema=pl.Schema(
+        {
+            "response_id": pl.String,
+            "account_id": pl.String,
+            "survey": pl.String,
+            "score": pl.Float64,
+            "submitted_at": TS,
+            "respondent_id": pl.String,
+            "comment": pl.String,
+        }
+    ),
+    required=("response_id", "account_id", "survey", "score", "submitted_at"),
+    key="response_id",
+    time_column="submitted_at",
+    value_sets={"survey": ("nps", "csat", "ces")},
+)
+
+USAGE_EVENTS = Dataset(
+    name="usage_events",
+    schema=pl.Schema(
+        {
+            "account_id": pl.String,
+            "user_id": pl.String,
+            "event": pl.String,
+            "ts": TS,
+        }
+    ),
+    required=("account_id", "user_id", "event", "ts"),
+    key=None,
+    time_column="ts",
+)
+
+OUTCOMES = Dataset(
+    name="outcomes",
+    schema=pl.Schema(
+        {
+            "account_id": pl.String,
+            "goal": pl.String,
+            "target": pl.Float64,
+            "actual": pl.Float64,
+            "measured_at": TS,
+        }
+    ),
+    required=("account_id", "goal", "target", "actual", "measured_at"),
+    key=None,
+    time_column="measured_at",
+)
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d for d in (ACCOUNTS, ORDERS, TICKETS, SURVEY_RESPONSES, USAGE_EVENTS, OUTCOMES)
+}
+
+# Survey scales (SPEC section 3); the config may change them.
+DEFAULT_SCALES: dict[str, tuple[float, float]] = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
+
+# Columns every scores.* file carries (SPEC section 6); other tools rely on these.
+DIMENSIONS: tuple[str, ...] = (
+    "usage",
+    "engagement",
+    "financial",
+    "support",
+    "outcomes",
+    "satisfaction",
+)
+SEGMENTS: tuple[str, ...] = ("healthy", "neutral", "at_risk")
+ACTION_COLUMNS: tuple[str, ...] = (
+    "account_id",
+    "as_of",
+    "action",
+    "reason",
+    "owner",
+    "priority",
+    "due_date",
+)
+
+
+def empty_frame(dataset: str) -> pl.DataFrame:
+    """Return an empty frame with the canonical schema of ``dataset``."""
+    return pl.DataFrame(schema=DATASETS[dataset].schema)

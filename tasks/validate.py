@@ -1,0 +1,324 @@
+"""Validate each dataset with its Great Expectations suite and quarantine failing rows.
+
+Suites live in ``expectations/<dataset>.json``; each expectation carries a human reason in
+its ``meta``. Some values are only known at run time and are filled in from ``meta``:
+``value_set_from`` (the accepted account ids), ``max_value_from`` (the run time) and
+``scale_from`` (a survey scale from the config).
+
+GX runs on a pandas copy of each dataset up to ``[validation] gx_max_rows``; larger datasets
+(product events at scale) are checked by the same suite translated into Polars expressions,
+which a test keeps in agreement with GX row for row.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import great_expectations as gx
+import polars as pl
+from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+from tasks.config import Config
+from tasks.errors import ConfigError, ValidationGateError
+from tasks.extract import REASON, ROW
+
+EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
+CAST = "cast_to_schema"  # the pseudo-expectation for values that could not be typed
+_CONDITION = re.compile(r'^\s*(\w+)\s*(==|!=)\s*"([^"]*)"\s*$')
+
+
+@dataclass
+class ValidatedDataset:
+    """What validation made of one dataset: accepted rows, quarantined rows, and the counts."""
+
+    name: str
+    accepted: pl.DataFrame
+    quarantined: pl.DataFrame
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    engine: str = "great_expectations"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rows_read": self.accepted.height + self.quarantined.height,
+            "rows_accepted": self.accepted.height,
+            "rows_quarantined": self.quarantined.height,
+            "failed_expectations": self.failed,
+            "engine": self.engine,
+        }
+
+
+def load_suite_json(dataset: str, directory: Path = EXPECTATIONS_DIR) -> dict[str, Any]:
+    """Read a suite file; a missing or broken file is a configuration error."""
+    path = directory / f"{dataset}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"Expectation suite {path} does not exist.") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"Expectation suite {path} is not valid JSON: {err}.") from None
+
+
+def build_suite(suite_json: dict[str, Any]) -> gx.ExpectationSuite:
+    """Build a GX suite, failing loudly on any invalid entry (GX would drop it silently)."""
+    _gx_batch_definition()  # GX builds expectation objects only inside an active context
+    suite = gx.ExpectationSuite(name=suite_json["name"])
+    for i, entry in enumerate(suite_json["expectations"]):
+        if not entry.get("meta", {}).get("reason"):
+            raise ConfigError(f"Expectation {i} of suite {suite_json['name']} has no meta.reason.")
+        try:
+            # add_expectation_configuration would replace entries that share a domain (two
+            # ranges on one column under different row conditions); add_expectation keeps both.
+            suite.add_expectation(ExpectationConfiguration(**entry).to_domain_obj())
+        except Exception as err:  # GX raises many types here; all mean the entry is invalid
+            raise ConfigError(
+                f"Expectation {i} of suite {suite_json['name']} is invalid: {err}."
+            ) from None
+    return suite
+
+
+def resolve_suite(
+    suite_json: dict[str, Any], cfg: Config, account_ids: list[str] | None, run_time: datetime
+) -> dict[str, Any]:
+    """Fill in the run-time values of a suite (account ids, run time, survey scales)."""
+    out = copy.deepcopy(suite_json)
+    kept = []
+    for entry in out["expectations"]:
+        meta, kw = entry.get("meta", {}), entry["kwargs"]
+        if meta.get("value_set_from") == "accounts.account_id":
+            if account_ids is None:
+                continue  # the accounts dataset itself
+            kw["value_set"] = account_ids
+        if meta.get("max_value_from") == "run_time":
+            kw["max_value"] = run_time.isoformat()
+        scale = meta.get("scale_from")
+        if scale:
+            s = cfg.surveys.get(scale)
+            if s is None:
+                raise ConfigError(f"[surveys] has no scale for {scale!r}, which a suite needs.")
+            kw["min_value"], kw["max_value"] = s.min, s.max
+        kept.append(entry)
+    out["expectations"] = kept
+    return out
+
+
+@cache
+def _gx_batch_definition() -> Any:
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = ctx.data_sources.add_pandas("chs")
+    return source.add_dataframe_asset("dataset").add_batch_definition_whole_dataframe("whole")
+
+
+def _failure_column(kwargs: dict[str, Any]) -> str:
+    return str(kwargs.get("column") or f"{kwargs.get('column_A')},{kwargs.get('column_B')}")
+
+
+def run_gx(df: pl.DataFrame, suite_json: dict[str, Any]) -> dict[int, list[int]]:
+    """Validate ``df`` with GX; return the failing expectations (by index) with their rows."""
+    present = set(df.columns)
+    # meta["index"] maps each GX result back to its entry in the suite file
+    usable = [
+        {**e, "meta": {**e.get("meta", {}), "index": i}}
+        for i, e in enumerate(suite_json["expectations"])
+        if _columns_of(e["kwargs"]) <= present
+    ]
+    suite = build_suite({**suite_json, "expectations": usable})
+    pdf = df.to_pandas()
+    batch = _gx_batch_definition().get_batch(batch_parameters={"dataframe": pdf})
+    result = batch.validate(
+        suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]}
+    )
+    failures: dict[int, list[int]] = {}
+    for res in result.results:
+        info = res.exception_info or {}
+        if info.get("raised_exception"):
+            raise ValidationGateError(
+                f"Expectation {res.expectation_config.type} on {suite_json['name']} could not run: "
+                f"{info.get('exception_message')}."
+            )
+        if res.success:
+            continue
+        rows = [int(r[ROW]) for r in res.result.get("unexpected_index_list") or []]
+        failures[int(res.expectation_config.meta["index"])] = rows
+    return failures
+
+
+def _columns_of(kwargs: dict[str, Any]) -> set[str]:
+    return {kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs}
+
+
+def _condition(kwargs: dict[str, Any]) -> pl.Expr:
+    cond = kwargs.get("row_condition")
+    if not cond:
+        return pl.lit(True)
+    m = _CONDITION.match(cond)
+    if not m:
+        raise ConfigError(f'Row condition {cond!r} is not of the form column=="value".')
+    col, op, value = m.groups()
+    c = pl.col(col)
+    # pandas compares null != "x" as True; eq_missing/ne_missing keep that meaning
+    return c.eq_missing(value) if op == "==" else c.ne_missing(value)
+
+
+def _bound(value: Any, dtype: pl.DataType) -> Any:
+    if isinstance(dtype, pl.Datetime) and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value
+
+
+def polars_unexpected(entry: dict[str, Any], schema: pl.Schema) -> pl.Expr | None:
+    """Translate one expectation into a Polars predicate that is true on unexpected rows."""
+    t, kw = entry["type"], entry["kwargs"]
+    if t == "expect_column_to_exist":
+        return None
+    if t == "expect_column_values_to_not_be_null":
+        return pl.col(kw["column"]).is_null()
+    c = pl.col(kw.get("column", ""))
+    if t == "expect_column_values_to_be_unique":
+        return c.is_not_null() & c.is_duplicated()
+    if t == "expect_column_values_to_be_in_set":
+        return c.is_not_null() & ~c.is_in(pl.Series(kw["value_set"], dtype=schema[kw["column"]]))
+    if t == "expect_column_values_to_be_between":
+        dtype = schema[kw["column"]]
+        bad = pl.lit(False)
+        lo, hi = kw.get("min_value"), kw.get("max_value")
+        if lo is not None:
+            bad = bad | (
+                (c <= _bound(lo, dtype)) if kw.get("strict_min") else (c < _bound(lo, dtype))
+            )
+        if hi is not None:
+            bad = bad | (
+                (c >= _bound(hi, dtype)) if kw.get("strict_max") else (c > _bound(hi, dtype))
+            )
+        return c.is_not_null() & bad & _condition(kw)
+    if t == "expect_column_pair_values_a_to_be_greater_than_b":
+        a, b = pl.col(kw["column_A"]), pl.col(kw["column_B"])
+        worse = (a < b) if kw.get("or_equal") else (a <= b)
+        return a.is_not_null() & b.is_not_null() & worse
+    raise ConfigError(
+        f"Expectation type {t} has no Polars translation; keep the dataset under gx_max_rows."
+    )
+
+
+def run_polars(df: pl.DataFrame, suite_json: dict[str, Any]) -> dict[int, list[int]]:
+    """Validate ``df`` with the suite translated to Polars; same contract as ``run_gx``."""
+    exprs: dict[int, pl.Expr] = {}
+    for i, entry in enumerate(suite_json["expectations"]):
+        if not _columns_of(entry["kwargs"]) <= set(df.columns):
+            continue
+        pred = polars_unexpected(entry, df.schema)
+        if pred is not None:
+            exprs[i] = pred
+    if not exprs:
+        return {}
+    flags = df.select(pl.col(ROW), *[e.alias(f"_x{i}") for i, e in exprs.items()])
+    out: dict[int, list[int]] = {}
+    for i in exprs:
+        rows = flags.filter(pl.col(f"_x{i}"))[ROW].to_list()
+        if rows:
+            out[i] = rows
+    return out
+
+
+def _cast_failures(df: pl.DataFrame) -> list[dict[str, Any]]:
+    bad = df.filter(pl.col(REASON).is_not_null()).select(
+        pl.col(REASON).str.split("; ").list.eval(pl.element().str.extract(r"^([^:]+):")).alias("c")
+    )
+    counts = bad.explode("c").group_by("c").len().sort("c")
+    return [
+        {"expectation": CAST, "column": r["c"], "count": r["len"]}
+        for r in counts.iter_rows(named=True)
+    ]
+
+
+def validate_dataset(
+    df: pl.DataFrame,
+    dataset: str,
+    cfg: Config,
+    run_time: datetime,
+    account_ids: list[str] | None = None,
+) -> ValidatedDataset:
+    """Split a typed dataset into accepted and quarantined rows, with a reason for each."""
+    suite = resolve_suite(load_suite_json(dataset), cfg, account_ids, run_time)
+    typed_ok = df.filter(pl.col(REASON).is_null())
+    use_gx = typed_ok.height <= cfg.validation.gx_max_rows
+    failures = run_gx(typed_ok, suite) if use_gx else run_polars(typed_ok, suite)
+    failed = _cast_failures(df)
+    reasons: list[pl.DataFrame] = []
+    for i, rows in sorted(failures.items()):
+        entry = suite["expectations"][i]
+        col = _failure_column(entry["kwargs"])
+        failed.append(
+            {
+                "expectation": entry["type"],
+                "column": col,
+                "count": len(rows),
+                "reason": entry["meta"]["reason"],
+            }
+        )
+        reasons.append(
+            pl.DataFrame(
+                {ROW: rows, "r": [f"{col}: {entry['meta']['reason']}"] * len(rows)},
+                schema={ROW: pl.Int64, "r": pl.String},
+            )
+        )
+    by_row = (
+        pl.concat(reasons).group_by(ROW).agg(pl.col("r").str.join("; "))
+        if reasons
+        else pl.DataFrame(schema={ROW: pl.Int64, "r": pl.String})
+    )
+    marked = (
+        df.join(by_row, on=ROW, how="left")
+        .with_columns(pl.concat_str([REASON, "r"], separator="; ", ignore_nulls=True).alias(REASON))
+        .with_columns(
+            pl.when(pl.col(REASON) == "").then(None).otherwise(pl.col(REASON)).alias(REASON)
+        )
+        .drop("r")
+    )
+    accepted = marked.filter(pl.col(REASON).is_null()).drop(ROW, REASON)
+    quarantined = marked.filter(pl.col(REASON).is_not_null()).rename(
+        {REASON: "reason", ROW: "source_row"}
+    )
+    return ValidatedDataset(
+        name=dataset,
+        accepted=accepted,
+        quarantined=quarantined,
+        failed=failed,
+        engine="great_expectations" if use_gx else "polars (suite translated)",
+    )
+
+
+def gate(v: ValidatedDataset, cfg: Config) -> None:
+    """Stop the run when a dataset is mostly invalid or no account survived validation."""
+    read = v.accepted.height + v.quarantined.height
+    share = v.quarantined.height / read if read else 0.0
+    if v.name == "accounts" and v.accepted.height == 0:
+        raise ValidationGateError(
+            "accounts: no account passed validation, so there is nothing to score."
+        )
+    if share > cfg.validation.max_invalid_share:
+        worst = max(v.failed, key=lambda f: f["count"])
+        why = worst.get("reason") or "values could not be read as the canonical type"
+        raise ValidationGateError(
+            f"{v.name}: {v.quarantined.height:,} of {read:,} rows ({share:.0%}) failed validation, "
+            f"above the {cfg.validation.max_invalid_share:.0%} allowed by [validation] max_invalid_share; "
+            f"most often column {worst['column']} ({why})."
+        )
+
+
+def check_suite_columns(dataset: str) -> set[str]:
+    """Return the columns a suite names (tests compare them with the Polars schema)."""
+    cols: set[str] = set()
+    for e in load_suite_json(dataset)["expectations"]:
+        cols |= _columns_of(e["kwargs"])
+    return cols

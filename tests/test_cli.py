@@ -1,0 +1,76 @@
+"""The command line: exit codes and one-sentence errors, without tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DEMO_END
+
+CHS = [sys.executable, "-m", "flows.cli"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _chs(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+    env.pop("CHS_SMTP_HOST", None)
+    return subprocess.run(
+        [*CHS, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def _one_sentence(p: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in p.stderr + p.stdout
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("chs: error:")]
+    assert len(lines) == 1, p.stderr
+    return lines[0]
+
+
+def test_missing_config_is_a_usage_error(tmp_path: Path) -> None:
+    p = _chs("run", "--config", str(tmp_path / "nope.toml"))
+    assert p.returncode == 2
+    assert "nope.toml does not exist" in _one_sentence(p)
+
+
+def test_bad_toml_and_unknown_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[sources.accounts\nuri = 1")
+    p = _chs("validate", "--config", str(cfg))
+    assert p.returncode == 2
+    assert "is not valid TOML" in _one_sentence(p)
+    cfg.write_text('[sources.accounts]\nuri = "a.csv"\n[scoring]\nmin_coverag = 0.5\n')
+    p = _chs("validate", "--config", str(cfg))
+    assert p.returncode == 2
+    assert "scoring.min_coverag: unknown key" in _one_sentence(p)
+
+
+def test_bad_date_is_a_usage_error() -> None:
+    p = _chs("run", "--as-of", "2026-13-01")
+    assert p.returncode == 2
+    assert "is not an ISO date" in p.stderr
+
+
+def test_validate_on_demo(demo: Path) -> None:
+    p = _chs("validate", "--config", str(demo / "chs.toml"), "--as-of", DEMO_END.isoformat())
+    assert p.returncode == 0, p.stderr
+    assert "usage_events" in p.stdout
+    assert "accepted" in p.stdout
+
+
+@pytest.mark.slow
+def test_run_stops_before_writing_when_a_source_is_missing(demo: Path) -> None:
+    (demo / "outcomes.jsonl").unlink()
+    p = _chs("run", "--config", str(demo / "chs.toml"), "--as-of", DEMO_END.isoformat())
+    assert p.returncode == 1
+    assert "outcomes source outcomes.jsonl: file" in _one_sentence(p)
+    assert not (demo / "out" / DEMO_END.isoformat()).exists()
