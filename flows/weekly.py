@@ -21,6 +21,7 @@ from tasks.extract import Window, extract_dataset
 from tasks.features import build_features
 from tasks.kpis import compute_kpis
 from tasks.outputs import discard, publish, scores_table, stage_outputs, validation_json
+from tasks.overrides import apply_overrides, load_overrides
 from tasks.render import build_context, render_report
 from tasks.schemas import DATASETS
 from tasks.score import add_trends, score_accounts
@@ -113,7 +114,7 @@ def score(
     """Compute features, measure points, dimensions, score, segment, drivers and trends."""
     data = {k: v.accepted for k, v in validated.items()}
     scored = score_accounts(build_features(data, cfg, as_of), cfg)
-    return add_trends(scored, prev_1w, prev_4w, cfg)
+    return apply_overrides(add_trends(scored, prev_1w, prev_4w, cfg), load_overrides(cfg, as_of), cfg)
 
 
 @task(name="history-read", retries=2, retry_delay_seconds=[1, 5], cache_policy=NONE)

@@ -137,6 +137,34 @@ class SegmentsConfig(_Strict):
         return self
 
 
+class MeasureOverride(_Strict):
+    """A per-tier change to one measure of the main model (only the fields given change)."""
+
+    name: str
+    weight: float | None = Field(None, gt=0)
+    method: Method | None = None
+    direction: Direction | None = None
+    bands: list[float] | None = None
+    min: float | None = None
+    max: float | None = None
+    target: float | None = None
+    peer_group: str | None = None
+
+
+class TierModel(_Strict):
+    """A per-tier model: the tier's own dimension weights and measure changes."""
+
+    dimensions: dict[str, float] | None = None
+    measures: list[MeasureOverride] = Field(default_factory=list)
+
+
+class OverridesConfig(_Strict):
+    """Where CSMs' manual overrides live: a CSV file with account_id, score and/or segment,
+    reason, expires (ISO date) and optionally author."""
+
+    uri: str
+
+
 class ScoringConfig(_Strict):
     dimensions: dict[str, float] = Field(
         default_factory=lambda: {
@@ -153,6 +181,34 @@ class ScoringConfig(_Strict):
     min_coverage: float = Field(0.5, ge=0, le=1)
     drop_alert: float = Field(10.0, ge=0)  # points lost in a week that raise an alert
     top_drivers: int = Field(3, ge=1)
+    tiers: dict[str, TierModel] = Field(default_factory=dict)  # accounts.tier -> its own model
+    overrides: OverridesConfig | None = None
+
+    @model_validator(mode="after")
+    def _tier_measures_exist(self) -> ScoringConfig:
+        names = {m.name for m in self.measures}
+        for tier, model in self.tiers.items():
+            for o in model.measures:
+                if o.name not in names:
+                    raise ValueError(f"tier {tier!r} changes unknown measure {o.name!r}")
+        return self
+
+    def for_tier(self, tier: str) -> ScoringConfig:
+        """Return the model of one tier: the main model with the tier's changes applied."""
+        model = self.tiers[tier]
+        changes = {
+            o.name: o.model_dump(exclude_none=True, exclude={"name"}) for o in model.measures
+        }
+        measures = [
+            MeasureConfig(**{**m.model_dump(), **changes.get(m.name, {})}) for m in self.measures
+        ]
+        return self.model_copy(
+            update={
+                "dimensions": model.dimensions or self.dimensions,
+                "measures": measures,
+                "tiers": {},
+            }
+        )
 
     @field_validator("dimensions")
     @classmethod
@@ -215,7 +271,7 @@ class Config(_Strict):
     def path(self, p: str) -> Path:
         """Resolve a path from the config relative to the config file."""
         q = Path(p).expanduser()
-        return q if q.is_absolute() else self.base_dir / q
+        return q if q.is_absolute() else (self.base_dir / q).resolve()
 
     @property
     def out_dir(self) -> Path:

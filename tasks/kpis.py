@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 
+from tasks.clv import subscription_clv
 from tasks.config import Config
 from tasks.features import active_accounts, csat_pct_of, nps_of
 from tasks.schemas import SEGMENTS
@@ -172,6 +173,21 @@ def segment_kpis(scores: pl.DataFrame) -> dict[str, Any]:
     return {"accounts_by_segment": counts, "arr_by_segment": arr}
 
 
+def clv_kpis(
+    scores: pl.DataFrame, churn_rate: float | None, days: int, cfg: Config
+) -> dict[str, Any]:
+    """Subscription CLV = ARPA x gross margin / annual logo churn (the window's churn, annualised)."""
+    arr = scores["arr"].drop_nulls() if "arr" in scores.columns else pl.Series([], dtype=pl.Float64)
+    if arr.is_empty() or churn_rate is None:
+        return {"clv": None, "clv_method": None}
+    annual_churn = 1 - (1 - churn_rate) ** (365 / days)
+    value = subscription_clv(float(arr.mean()), cfg.kpis.gross_margin, annual_churn)  # type: ignore[arg-type]
+    return {
+        "clv": _f(value, 2),
+        "clv_method": "subscription: ARPA x gross margin / annual churn" if value else None,
+    }
+
+
 def compute_kpis(
     data: dict[str, pl.DataFrame],
     scores: pl.DataFrame,
@@ -187,6 +203,7 @@ def compute_kpis(
     out |= resolution_kpis(data.get("tickets"), as_of, days)
     out |= repeat_purchase_kpis(data.get("orders"), as_of, days)
     out |= segment_kpis(scores)
+    out |= clv_kpis(scores, out["logo_churn_rate"], days, cfg)
     scored = scores["score"].drop_nulls()
     out["mean_score"] = _f(scored.mean() if scored.len() else None, 2)
     out["window_days"] = {

@@ -37,6 +37,12 @@ BASE_COLUMNS = (
     *DIMENSIONS,
     "top_drivers",
     "change_drivers",
+    "model",
+    "computed_score",
+    "computed_segment",
+    "override_reason",
+    "override_expires",
+    "override_author",
 )
 
 

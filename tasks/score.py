@@ -116,7 +116,16 @@ def effective_weights(df: pl.DataFrame, cfg: Config) -> pl.DataFrame:
             cov.append(
                 pl.when(has(n)).then(dims[d] / total_w * w / sum(ms.values())).otherwise(0.0)
             )
-    absent = [pl.lit(None, pl.Float64).alias(d) for d in DIMENSIONS if d not in by_dim]
+    weightless = [
+        pl.lit(0.0).alias(f"e_{n}")
+        for d, ms in _weights(cfg).items()
+        if d not in by_dim
+        for n in ms
+    ]
+    absent = [
+        *weightless,
+        *[pl.lit(None, pl.Float64).alias(d) for d in DIMENSIONS if d not in by_dim],
+    ]
     df = df.with_columns(*e_exprs, *absent, pl.sum_horizontal(cov).alias("coverage"))
     raw = pl.sum_horizontal(
         [pl.col(f"e_{n}") * pl.col(f"m_{n}").fill_null(0.0) for ms in by_dim.values() for n in ms]
@@ -139,7 +148,24 @@ def segment_of(score: pl.Expr, cfg: Config) -> pl.Expr:
 
 
 def score_accounts(features: pl.DataFrame, cfg: Config) -> pl.DataFrame:
-    """Score every account: measures, dimensions, coverage, score, segment and drivers."""
+    """Score every account with its tier's model (or the main one) and explain the score."""
+    tiers = cfg.scoring.tiers
+    if not tiers or "tier" not in features.columns:
+        return _score_model(features, cfg).with_columns(pl.lit("default").alias("model"))
+    own_model = pl.col("tier").is_in(list(tiers)).fill_null(False)
+    parts = [
+        _score_model(features.filter(~own_model), cfg).with_columns(
+            pl.lit("default").alias("model")
+        )
+    ]
+    for tier in tiers:
+        tier_cfg = cfg.model_copy(update={"scoring": cfg.scoring.for_tier(tier)})
+        part = _score_model(features.filter(pl.col("tier") == tier), tier_cfg)
+        parts.append(part.with_columns(pl.lit(f"tier:{tier}").alias("model")))
+    return pl.concat(parts, how="diagonal_relaxed").sort("account_id")
+
+
+def _score_model(features: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     df = effective_weights(measure_scores(features, cfg), cfg)
     enough = pl.col("coverage") >= cfg.scoring.min_coverage - 1e-9
     df = df.with_columns(
@@ -189,7 +215,9 @@ def add_trends(
         if prev is None or prev.is_empty():
             out = out.with_columns(pl.lit(None, pl.Float64).alias(f"score_delta_{label}"))
             continue
-        p = prev.select("account_id", pl.col("score").alias("_prev"))
+        # compare computed scores: a manual override must not show up as a change in health
+        prev_col = "computed_score" if "computed_score" in prev.columns else "score"
+        p = prev.select("account_id", pl.col(prev_col).alias("_prev"))
         out = (
             out.join(p, on="account_id", how="left")
             .with_columns((pl.col("score") - pl.col("_prev")).alias(f"score_delta_{label}"))

@@ -11,7 +11,14 @@ from polars.testing import assert_frame_equal
 
 from tasks.config import parse_config
 from tasks.features import active_accounts, build_features, csat_pct_of, nps_of
-from tasks.kpis import churn_kpis, nps_ci95, repeat_purchase_kpis, resolution_kpis, survey_kpis
+from tasks.kpis import (
+    churn_kpis,
+    clv_kpis,
+    nps_ci95,
+    repeat_purchase_kpis,
+    resolution_kpis,
+    survey_kpis,
+)
 
 CFG = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path("."))
 AS_OF = date(2026, 3, 31)
@@ -217,3 +224,13 @@ def test_usage_features_license_utilisation_and_trend() -> None:
         },
     )
     assert_frame_equal(f.select(expected.columns), expected)
+
+
+def test_subscription_clv_annualises_the_window_churn() -> None:
+    scores = pl.DataFrame({"arr": [100.0, 300.0]})
+    # ARPA 200, margin 0.8; 90-day churn 0.1 -> annual 1 - 0.9^(365/90) = 0.3476
+    k = clv_kpis(scores, 0.1, 90, CFG)
+    assert k["clv"] == pytest.approx(200 * 0.8 / (1 - 0.9 ** (365 / 90)), abs=0.01)
+    assert (
+        clv_kpis(scores, 0.0, 90, CFG)["clv"] is None
+    )  # no churn observed: CLV undefined, not infinite

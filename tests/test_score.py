@@ -192,3 +192,32 @@ def test_scores_stay_in_range_and_contributions_sum(rows: list[tuple[float | Non
     # shuffling the input rows never changes any account's result
     shuffled = score_accounts(f.reverse(), cfg).sort("account_id")
     assert shuffled.drop("top_drivers").equals(s.sort("account_id").drop("top_drivers"))
+
+
+def test_per_tier_model_overrides_weights_and_bands() -> None:
+    cfg = _cfg(
+        MEASURES,
+        DIMS,
+        min_coverage=0.5,
+        tiers={
+            "enterprise": {
+                "dimensions": {"usage": 1.0},
+                "measures": [{"name": "u1", "min": 0, "max": 50}],
+            }
+        },
+    )
+    f = _features([("a", 40, 40, 50), ("b", 40, 40, 50)]).with_columns(
+        pl.Series("tier", ["smb", "enterprise"])
+    )
+    s = score_accounts(f, cfg).rows_by_key("account_id", named=True, unique=True)
+    # smb uses the main model: usage (3*40 + 40) / 4 = 40; 0.6*40 + 0.4*50 = 44
+    assert s["a"]["score"] == pytest.approx(44.0)
+    assert s["a"]["model"] == "default"
+    # enterprise: u1 on 0-50 -> 80; usage (3*80 + 40) / 4 = 70; usage is its only dimension
+    assert s["b"]["score"] == pytest.approx(70.0)
+    assert s["b"]["model"] == "tier:enterprise"
+
+
+def test_tier_changing_unknown_measure_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="unknown measure 'nope'"):
+        _cfg(MEASURES, DIMS, tiers={"smb": {"measures": [{"name": "nope", "weight": 2}]}})
