@@ -111,8 +111,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve the weekly deployment on its cron schedule")
     _config_arg(p)
-    p.add_argument("--cron", default="0 6 * * 1")
-    p.add_argument("--timezone", default="UTC")
+    p.add_argument("--cron", default=None, help="override [schedule] cron (default 0 6 * * 1)")
+    p.add_argument("--timezone", default=None, help="override [schedule] timezone (default UTC)")
 
     p = sub.add_parser("send", help="deliver what is waiting in an outbox")
     _config_arg(p)

@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
+from flows.alerts import alert_on_failure
 from tasks.actions import recommend
 from tasks.config import Config, load_config
 from tasks.deliver import SmtpSettings, build_emails, send_outbox, write_outbox
@@ -283,7 +284,7 @@ def _artifacts(
     )
 
 
-@flow(name="customer-health-weekly", log_prints=False)
+@flow(name="customer-health-weekly", log_prints=False, on_failure=[alert_on_failure])
 def weekly_flow(config_path: str, as_of: date | None = None, send: bool = False) -> RunResult:
     """Score every account for one as-of date and build the report and e-mails."""
     cfg = load_config(Path(config_path))

@@ -232,6 +232,19 @@ class ActionRule(_Strict):
     due_days: int = Field(7, ge=0)
 
 
+class ScheduleConfig(_Strict):
+    """When the weekly deployment runs."""
+
+    cron: str = "0 6 * * 1"
+    timezone: str = "UTC"
+
+
+class AlertsConfig(_Strict):
+    """Who hears about a failed run."""
+
+    recipients: list[str] = Field(default_factory=list)
+
+
 class KpiConfig(_Strict):
     gross_margin: float = Field(0.8, gt=0, le=1)
 
@@ -254,6 +267,8 @@ class Config(_Strict):
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     actions: list[ActionRule] = Field(default_factory=list)
     kpis: KpiConfig = Field(default_factory=KpiConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     base_dir: Path = Path(".")  # the folder of the config file; set by load_config
 
     @field_validator("sources")
