@@ -16,11 +16,13 @@ def test_weekly_and_backfill_deployments(demo: Path) -> None:
         config.read_text() + '\n[schedule]\ncron = "30 5 * * 1"\ntimezone = "Europe/Berlin"\n'
     )
     weekly, backfill = deployments(config)
-    assert weekly.name == "weekly" and backfill.name == "backfill"
+    assert weekly.name == "weekly"
+    assert backfill.name == "backfill"
     sched = weekly.schedules[0].schedule
     assert (sched.cron, sched.timezone) == ("30 5 * * 1", "Europe/Berlin")
     assert weekly.parameters == {"config_path": str(config.resolve()), "send": True}
-    assert backfill.parameters["send"] is False and not backfill.schedules
+    assert backfill.parameters["send"] is False
+    assert not backfill.schedules
     assert weekly.concurrency_limit == 1
 
 
