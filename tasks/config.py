@@ -6,11 +6,14 @@ Relative paths are relative to the config file; in URLs SQLAlchemy style applies
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -20,6 +23,11 @@ from tasks.schemas import DATASETS, DIMENSIONS
 
 Direction = Literal["higher", "lower"]
 Method = Literal["bands", "minmax", "percentile", "target"]
+
+
+# a password written into a database URL (user:secret@ or ?password=), once ${ENV} are removed
+_PASSWORD_IN_URI = re.compile(r"^[a-z]+://[^/@]*:[^@/]+@|[?&]password=[^&]")
+_ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
 class _Strict(BaseModel):
@@ -35,15 +43,47 @@ class SourceConfig(_Strict):
     encoding: str = "utf-8"
     separator: str = ","
     columns: dict[str, str] = Field(default_factory=dict)  # canonical name = source column
-    datetime_format: str | None = None  # strftime pattern for text timestamps
-    date_format: str | None = None
+    # strftime pattern(s) for text timestamps, tried in order ("%s": Unix seconds)
+    datetime_format: str | list[str] | None = None
+    date_format: str | list[str] | None = None
     timezone: str | None = None  # time zone of naive timestamps; results are UTC
     values: dict[str, dict[str, str]] = Field(default_factory=dict)  # column -> {raw: canonical}
+    password_env: str | None = None  # environment variable that holds the database password
+    password_secret: str | None = None  # Prefect Secret block that holds the database password
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r}") from None
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, v: str | None) -> str | None:
+        try:
+            if v is not None:
+                ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name like Europe/Berlin") from None
+        return v
 
     @model_validator(mode="after")
     def _table_or_query(self) -> SourceConfig:
         if self.table and self.query:
             raise ValueError("give either table or query, not both")
+        postgres = self.uri.startswith(("postgresql://", "postgres://"))
+        if (self.password_env or self.password_secret) and not postgres:
+            raise ValueError("password_env and password_secret apply to postgresql:// sources")
+        if self.password_env and self.password_secret:
+            raise ValueError("give either password_env or password_secret, not both")
+        if postgres and _PASSWORD_IN_URI.search(_ENV_REF.sub("", self.uri)):
+            raise ValueError(
+                "uri contains a password; credentials never live in the config file: "
+                "use ${ENV} in the uri, password_env or password_secret"
+            )
         return self
 
 
@@ -247,6 +287,10 @@ class AlertsConfig(_Strict):
 
 class KpiConfig(_Strict):
     gross_margin: float = Field(0.8, gt=0, le=1)
+    # subscription: CLV = ARPA x margin / churn. bgnbd: for repeat-purchase (non-contractual)
+    # businesses, BG/NBD + Gamma-Gamma per account, which also adds P(alive) and expected
+    # purchases as measures of the financial dimension.
+    clv_method: Literal["subscription", "bgnbd"] = "subscription"
 
 
 class Config(_Strict):
@@ -311,7 +355,8 @@ def parse_config(data: dict[str, Any], base_dir: Path, origin: str = "config") -
     """Build the config model from a parsed TOML document, filling in the default model."""
     data = dict(data)
     scoring = dict(data.get("scoring", {}))
-    scoring.setdefault("measures", default_measures())
+    clv_method = data.get("kpis", {}).get("clv_method", "subscription")
+    scoring.setdefault("measures", default_measures(purchase_model=clv_method == "bgnbd"))
     data["scoring"] = scoring
     data.setdefault("actions", default_actions())
     try:

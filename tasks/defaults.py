@@ -131,9 +131,17 @@ _ACTIONS: list[dict[str, Any]] = [
 ]
 
 
-def default_measures() -> list[dict[str, Any]]:
-    """Return a fresh copy of the default measures."""
-    return [dict(m) for m in _MEASURES]
+# For repeat-purchase businesses ([kpis] clv_method = "bgnbd"): the buying process itself.
+_PURCHASE_MEASURES: list[dict[str, Any]] = [
+    {"name": "p_alive", "dimension": "financial", "weight": 1.5, "bands": [0, 0.3, 0.6, 0.9]},
+    {"name": "expected_purchases_90d", "dimension": "financial", "bands": [0, 0.3, 1, 3]},
+]
+
+
+def default_measures(purchase_model: bool = False) -> list[dict[str, Any]]:
+    """Return a fresh copy of the default measures (with the BG/NBD ones when asked)."""
+    extra = _PURCHASE_MEASURES if purchase_model else []
+    return [dict(m) for m in (*_MEASURES, *extra)]
 
 
 def default_actions() -> list[dict[str, Any]]:
