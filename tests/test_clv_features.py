@@ -49,7 +49,8 @@ def test_recent_buyers_have_higher_p_alive_than_lapsed_ones() -> None:
     j = f.join(last, on="account_id").filter(pl.col("n") >= 3)
     recent = j.filter(pl.col("last") >= datetime(2025, 11, 1))
     lapsed = j.filter(pl.col("last") < datetime(2025, 5, 1))
-    assert recent.height > 10 and lapsed.height > 10
+    assert recent.height > 10
+    assert lapsed.height > 10
     assert recent["p_alive"].mean() > lapsed["p_alive"].mean() + 0.3  # type: ignore[operator]
     assert recent["expected_purchases_90d"].mean() > lapsed["expected_purchases_90d"].mean()  # type: ignore[operator]
     assert f["p_alive"].is_between(0, 1).all()
