@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
@@ -19,8 +20,16 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/chs demo
 
-test: $(STAMP)
+test: $(STAMP) | $(CHROMIUM)
 	$(BIN)/python -m pytest
+
+# tests/test_report_browser.py opens the report in headless Chromium: install Debian's package
+# when it is missing and we may (root with apt-get); otherwise that one test skips and says why.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) \
+	  || echo "make: could not install chromium; the browser test will skip"; \
+	else echo "make: $(CHROMIUM) is missing (install chromium as root); the browser test will skip"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check flows tasks tests benchmarks

@@ -123,6 +123,10 @@ def parser() -> argparse.ArgumentParser:
         help="the run whose outbox to send (default: every run)",
     )
 
+    p = sub.add_parser("init", help="write a commented starter config listing every key")
+    p.add_argument("path", nargs="?", default=DEFAULT_CONFIG, help="file or folder (default: chs.toml)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
     p = sub.add_parser("clv", help="fit BG/NBD + Gamma-Gamma CLV on an orders file")
     p.add_argument("--orders", type=Path, required=True)
     p.add_argument("--calibration-end", type=_date, required=True)
@@ -203,18 +207,23 @@ def cmd_send(args: argparse.Namespace) -> int:
     smtp = SmtpSettings.from_env()
     if smtp is None:
         raise ConfigError("CHS_SMTP_HOST is not set, so there is no server to send to.")
-    days = (
-        [cfg.out_dir / args.as_of.isoformat()]
-        if args.as_of
-        else sorted(p for p in cfg.out_dir.glob("????-??-??") if p.is_dir())
-    )
+    if args.as_of:
+        days = [cfg.out_dir / args.as_of.isoformat()]
+        if not (days[0] / "outbox").is_dir():
+            raise ConfigError(f"There is no outbox in {days[0]}.")
+    else:
+        days = sorted(p.parent for p in cfg.out_dir.glob("????-??-??/outbox") if p.is_dir())
     total_sent = total_left = 0
     for d in days:
-        if not (d / "outbox").is_dir():
-            raise ConfigError(f"There is no outbox in {d}.")
-        if pending(d / "outbox"):
-            sent, left = send_outbox(d / "outbox", smtp)
-            total_sent, total_left = total_sent + sent, total_left + left
+        waiting = len(pending(d / "outbox"))
+        if not waiting:
+            continue
+        _print(f"{d.name}: sending {waiting} e-mails via {smtp.host}:{smtp.port}")
+        report = send_outbox(d / "outbox", smtp)
+        for error in report.errors:
+            _print(f"  not delivered: {error}")
+        _print(f"{d.name}: {report.sent} sent, {report.pending} still waiting in {d / 'outbox'}")
+        total_sent, total_left = total_sent + report.sent, total_left + report.pending
     _print(f"sent {total_sent} e-mails; {total_left} still waiting")
     return 1 if total_left else 0
 
@@ -258,6 +267,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from flows.init import write_starter_config
+
+    path = write_starter_config(Path(args.path), args.force)
+    _print(f"wrote {path}: point [sources.*] at your data, then run `chs validate --config {path}`")
+    return 0
+
+
 def cmd_clv(args: argparse.Namespace) -> int:
     from flows.clv import clv_command, format_summary
 
@@ -276,6 +293,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "demo": cmd_demo,
     "clv": cmd_clv,
+    "init": cmd_init,
 }
 
 
@@ -283,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = parser().parse_args(argv)
     try:
-        if args.command != "clv":
+        if args.command not in ("clv", "init"):
             setup_logging()  # Prefect's handlers exist from here on, so they can be quietened
             _quiet_prefect(args.debug)
         return COMMANDS[args.command](args)

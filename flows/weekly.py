@@ -6,6 +6,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +17,24 @@ from prefect.cache_policies import NONE
 
 from flows.alerts import alert_on_failure
 from tasks.actions import recommend
+from tasks.backfill import SpanWindow
 from tasks.config import Config, load_config
 from tasks.deliver import SmtpSettings, build_emails, send_outbox, write_outbox
 from tasks.extract import Window, extract_dataset
-from tasks.features import build_features
+from tasks.features import build_features_many
 from tasks.kpis import compute_kpis
 from tasks.outputs import discard, publish, scores_table, stage_outputs, validation_json
 from tasks.overrides import apply_overrides, load_overrides
 from tasks.render import build_context, render_report
 from tasks.schemas import DATASETS
 from tasks.score import add_trends, score_accounts
-from tasks.store import Snapshot, measures_long, open_history
+from tasks.store import (
+    HistoryStore,
+    Snapshot,
+    history_context,
+    make_snapshot,
+    open_history,
+)
 from tasks.validate import ValidatedDataset, gate, validate_dataset
 
 
@@ -46,6 +54,7 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@cache
 def code_version() -> str:
     """Return the git commit of the code, or the package version outside a checkout."""
     try:
@@ -65,10 +74,12 @@ def code_version() -> str:
 
 
 @task(name="extract", retries=2, retry_delay_seconds=[2, 10], cache_policy=NONE)
-def extract(cfg: Config, as_of: date, run_time: datetime) -> dict[str, pl.DataFrame]:
-    """Read every configured source as of the date."""
+def extract(
+    cfg: Config, as_of: date, run_time: datetime, first: date | None = None
+) -> dict[str, pl.DataFrame]:
+    """Read every configured source as of the date (from ``first``'s look-back for a backfill)."""
     log = get_run_logger()
-    window = Window(as_of, run_time)
+    window = Window(as_of, run_time) if first is None else SpanWindow(as_of, run_time, first)
     data = {}
     for name in DATASETS:
         if name in cfg.sources:
@@ -104,31 +115,35 @@ def validate(
     return out
 
 
+@task(name="features", cache_policy=NONE)
+def features(
+    cfg: Config, validated: dict[str, ValidatedDataset], dates: list[date]
+) -> pl.DataFrame:
+    """Compute every account's features for each as-of date in one pass over the data."""
+    return build_features_many({k: v.accepted for k, v in validated.items()}, cfg, dates)
+
+
 @task(name="score", cache_policy=NONE)
 def score(
     cfg: Config,
-    validated: dict[str, ValidatedDataset],
+    features: pl.DataFrame,
     as_of: date,
     prev_1w: pl.DataFrame | None,
     prev_4w: pl.DataFrame | None,
 ) -> pl.DataFrame:
-    """Compute features, measure points, dimensions, score, segment, drivers and trends."""
-    data = {k: v.accepted for k, v in validated.items()}
-    scored = score_accounts(build_features(data, cfg, as_of), cfg)
-    return apply_overrides(add_trends(scored, prev_1w, prev_4w, cfg), load_overrides(cfg, as_of), cfg)
+    """Compute measure points, dimensions, score, segment, drivers and trends of one date."""
+    scored = score_accounts(features, cfg)
+    return apply_overrides(
+        add_trends(scored, prev_1w, prev_4w, cfg), load_overrides(cfg, as_of), cfg
+    )
 
 
 @task(name="history-read", retries=2, retry_delay_seconds=[1, 5], cache_policy=NONE)
 def read_history(cfg: Config, as_of: date) -> dict[str, Any]:
-    """Fetch last week's and 4 weeks' ago scores, recent KPIs and the ARR at the KPI window start."""
+    """Fetch last week's and 4 weeks' ago scores, recent KPIs, the trend and the ARR at the KPI window start."""
     store = open_history(cfg)
     try:
-        return {
-            "prev_1w": store.scores_near(as_of - timedelta(days=7), 3),
-            "prev_4w": store.scores_near(as_of - timedelta(days=28), 3),
-            "arr_start": store.scores_near(as_of - timedelta(days=cfg.windows.kpi_days), 7),
-            "kpis": store.kpis_between(as_of - timedelta(days=7 * 13), as_of - timedelta(days=1)),
-        }
+        return history_context(store, cfg, as_of)
     finally:
         store.close()
 
@@ -164,13 +179,12 @@ def render(
     history: dict[str, Any],
 ) -> Path:
     """Render the report and e-mails into a staging folder."""
+    log = get_run_logger()
     past = history["kpis"]
     prev_kpis = next(
         (k for k in reversed(past) if k["as_of"] <= (as_of - timedelta(days=4)).isoformat()), None
     )
-    trend = [(k["as_of"], k.get("mean_score")) for k in past] + [
-        (as_of.isoformat(), kpi.get("mean_score"))
-    ]
+    surveys = validated.get("survey_responses")
     ctx = build_context(
         scored,
         actions,
@@ -180,57 +194,90 @@ def render(
         as_of,
         prev_kpis,
         history["prev_1w"],
-        trend,
+        past,
+        surveys.accepted if surveys else None,
     )
+    # Checked before anything is written: a bad SMTP or sender setting stops the run here.
+    smtp = SmtpSettings.from_env()
+    sender = smtp.sender if smtp else SmtpSettings.sender_from_env()
     stage = stage_outputs(
         cfg.out_dir, as_of, scores_table(scored, cfg), actions, kpi, validated, render_report(ctx)
     )
-    smtp = SmtpSettings.from_env()
-    sender = smtp.sender if smtp else "customer-health@localhost"
-    emails = build_emails(
-        scored,
-        actions,
-        {**ctx, "top_n": cfg.report.top_n},
-        cfg.report.recipients,
-        cfg.report.csm_digests,
-        sender,
-    )
-    write_outbox(emails, stage / "outbox")
+    emails = build_emails(scored, actions, ctx, cfg, sender)
+    for address in emails.skipped:
+        log.warning("no e-mail to %r: not a plain e-mail address", address)
+    write_outbox(emails.messages, stage / "outbox")
     return stage
 
 
 @task(name="store", retries=2, retry_delay_seconds=[1, 5], cache_policy=NONE)
 def store(
-    cfg: Config,
-    as_of: date,
-    scored: pl.DataFrame,
-    actions: pl.DataFrame,
-    kpi: dict[str, Any],
-    stage: Path,
+    cfg: Config, snapshot: Snapshot, stage: Path, history: HistoryStore | None = None
 ) -> Path:
     """Write the snapshot to history in one transaction, then publish the date's files."""
-    snap = Snapshot(
-        as_of,
-        scored.with_columns(pl.lit(as_of).alias("as_of")),
-        measures_long(scored, cfg),
-        actions,
-        kpi,
-        {
-            "run_at": datetime.now(UTC).replace(tzinfo=None),
-            "config_hash": cfg.fingerprint(),
-            "code_version": code_version(),
-            "accounts": scored.height,
-        },
-    )
-    history = open_history(cfg)
+    target = history or open_history(cfg)
     try:
-        history.write_snapshot(snap)
+        target.write_snapshot(snapshot)
     except BaseException:
         discard(stage)
         raise
     finally:
-        history.close()
-    return publish(stage, cfg.out_dir, as_of)
+        if history is None:
+            target.close()
+    return publish(stage, cfg.out_dir, snapshot.as_of)
+
+
+@dataclass
+class Published:
+    """One scored and published as-of date."""
+
+    scored: pl.DataFrame
+    actions: pl.DataFrame
+    kpi: dict[str, Any]
+    out: Path
+    snapshot: Snapshot
+
+
+def publish_date(
+    cfg: Config,
+    day: date,
+    features: pl.DataFrame,
+    validated: dict[str, ValidatedDataset],
+    history: dict[str, Any],
+    store_to: HistoryStore | None = None,
+    batch: str | None = None,
+) -> Published:
+    """Score, recommend, compute KPIs, render and store one date: the steps a run and a backfill share."""
+    scored = score(cfg, features, day, history["prev_1w"], history["prev_4w"])
+    actions = recommend_actions(cfg, scored, day)
+    kpi = kpis(cfg, validated, scored, day, history["arr_start"])
+    stage = render(cfg, day, scored, actions, kpi, validated, history)
+    run = {
+        "run_at": datetime.now(UTC).replace(tzinfo=None),
+        "config_hash": cfg.fingerprint(),
+        "code_version": code_version(),
+        "accounts": scored.height,
+        "batch": batch,
+    }
+    snapshot = make_snapshot(cfg, day, scored, actions, kpi, run)
+    out = store(cfg, snapshot, stage, store_to)
+    return Published(scored, actions, kpi, out, snapshot)
+
+
+def result_of(done: Published, delivered: tuple[int, int, bool]) -> RunResult:
+    """Summarise a published date for the command line."""
+    sent, pending, smtp = delivered
+    return RunResult(
+        done.snapshot.as_of,
+        done.out,
+        done.scored.height,
+        done.kpi["accounts_by_segment"],
+        done.actions.height,
+        len(list((done.out / "outbox").glob("*.eml"))),
+        sent,
+        pending,
+        smtp,
+    )
 
 
 @task(name="deliver", cache_policy=NONE)
@@ -240,19 +287,26 @@ def deliver(out: Path, send: bool) -> tuple[int, int, bool]:
     outbox = out / "outbox"
     smtp = SmtpSettings.from_env()
     n = len(list(outbox.glob("*.eml")))
-    if not send:
-        log.info("%d e-mails written to %s (not sent: --no-send)", n, outbox)
+    if not send or smtp is None:
+        why = "--no-send" if not send else "CHS_SMTP_HOST is not set"
+        note = f"{n} e-mails are only in the outbox {outbox} ({why}); `chs send` delivers them."
+        if send:
+            log.warning(note)
+        else:
+            log.info(note)
         return 0, n, smtp is not None
-    if smtp is None:
+    report = send_outbox(outbox, smtp)
+    for error in report.errors:
+        log.warning("e-mail %s", error)
+    note = f"{report.sent} e-mails sent via {smtp.host}:{smtp.port}."
+    if report.pending:
         log.warning(
-            "CHS_SMTP_HOST is not set: %d e-mails are in %s; run `chs send` once SMTP is configured",
-            n,
-            outbox,
+            f"{note} {report.pending} could not be delivered and are only in the outbox "
+            f"{outbox}; `chs send --as-of {out.name}` retries them."
         )
-        return 0, n, False
-    sent, left = send_outbox(outbox, smtp)
-    log.info("sent %d e-mails via %s; %d still in the outbox", sent, smtp.host, left)
-    return sent, left, True
+    else:
+        log.info(note)
+    return report.sent, report.pending, True
 
 
 def _artifacts(
@@ -293,22 +347,8 @@ def weekly_flow(config_path: str, as_of: date | None = None, send: bool = False)
     history = read_history(cfg, day)
     raw = extract(cfg, day, run_time)
     validated = validate(cfg, raw, run_time)
-    scored = score(cfg, validated, day, history["prev_1w"], history["prev_4w"])
-    actions = recommend_actions(cfg, scored, day)
-    kpi = kpis(cfg, validated, scored, day, history["arr_start"])
-    stage = render(cfg, day, scored, actions, kpi, validated, history)
-    out = store(cfg, day, scored, actions, kpi, stage)
-    sent, pending, smtp = deliver(out, send)
-    result = RunResult(
-        day,
-        out,
-        scored.height,
-        kpi["accounts_by_segment"],
-        actions.height,
-        len(list((out / "outbox").glob("*.eml"))),
-        sent,
-        pending,
-        smtp,
-    )
-    _artifacts(result, scored, actions, kpi)
+    feats = features(cfg, validated, [day])
+    done = publish_date(cfg, day, feats, validated, history)
+    result = result_of(done, deliver(done.out, send))
+    _artifacts(result, done.scored, done.actions, done.kpi)
     return result

@@ -67,7 +67,9 @@ class SourceConfig(_Strict):
             if v is not None:
                 ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}; use an IANA name like Europe/Berlin") from None
+            raise ValueError(
+                f"unknown time zone {v!r}; use an IANA name like Europe/Berlin"
+            ) from None
         return v
 
     @model_validator(mode="after")

@@ -1,13 +1,24 @@
-"""Per-account features as of a date (validated datasets -> features).
+"""Per-account features as of one or many dates (validated datasets -> features).
 
 Everything is point in time: a feature for date D uses only rows with timestamps <= D. When a
 dataset is absent its features are null (no data, which lowers coverage); when it is present
 but an account has no rows in the window, counts are 0 (a real signal: nobody used it).
+
+One pass serves any number of as-of dates. Rows are bucketed per account and day once; each
+bucket then holds for a run of consecutive dates (the dates whose window contains its day),
+an interval ``[lo, hi)`` of date indices. A windowed sum at every date is the running sum of
++value at ``lo`` and -value at ``hi``; a distinct count merges each key's intervals first; a
+"latest answer" holds until the next answer or the end of its window. Sums run in integers
+(money in millionths), so a refund cancels its order exactly and every set of dates gives the
+same bits. A single run is the same code with one date, so a backfill and ``chs run --as-of D``
+cannot disagree.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
 
 import polars as pl
 
@@ -44,65 +55,248 @@ KNOWN_FEATURES = frozenset(
         "days_to_renewal",
     }
 )
+KEYS = ["account_id", "as_of"]
+_DAY = "_day"
+# sums run in integers, so they are exact in any order: money in millionths, ratios (0-2) finer
+_FIXED = 1_000_000
+_RATIO = 1_000_000_000_000
 
 
-def _end(as_of: date) -> datetime:
-    return datetime.combine(as_of, time.max)
+@dataclass(frozen=True)
+class Span:
+    """The as-of dates of one pass and the accounts they score, both as integer codes."""
+
+    dates: pl.Series  # distinct, ascending
+    ids: pl.DataFrame  # account_id -> _acc
+
+    @classmethod
+    def of(cls, dates: Iterable[date], accounts: pl.DataFrame) -> Span:
+        ids = accounts.select(pl.col("account_id").unique(maintain_order=True))
+        return cls(
+            pl.Series("as_of", sorted(set(dates)), dtype=pl.Date),
+            ids.with_row_index("_acc"),
+        )
+
+    @property
+    def n(self) -> int:
+        return self.dates.len()
+
+    def coded(self, rows: pl.LazyFrame) -> pl.LazyFrame:
+        """Replace ``account_id`` by its code; rows of unknown accounts drop out."""
+        return rows.join(self.ids.lazy(), on="account_id", how="inner").drop("account_id")
+
+    def index(self, day: pl.Expr, plus_days: int = 0) -> pl.Expr:
+        """Index of the first as-of date on or after ``day + plus_days`` (n when there is none;
+        null without a day)."""
+        shifted = day + timedelta(days=plus_days) if plus_days else day
+        found = pl.lit(self.dates).search_sorted(shifted, side="left").cast(pl.Int64)
+        return pl.when(day.is_not_null()).then(found)
+
+    def indices(self) -> pl.LazyFrame:
+        """Every date index, as the column ``_i``."""
+        return pl.LazyFrame({"_i": range(self.n)}, schema={"_i": pl.Int64})
+
+    def keyed(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """Turn ``(_acc, _i)`` keys back into ``(account_id, as_of)``."""
+        dates = self.indices().with_columns(pl.lit(self.dates).alias("as_of"))
+        return frame.join(self.ids.lazy(), on="_acc").join(dates, on="_i").drop("_acc", "_i")
 
 
-def _start(as_of: date, days: int) -> datetime:
-    """Return the first instant of the ``days``-day window that ends with ``as_of``."""
-    return datetime.combine(as_of - timedelta(days=days - 1), time.min)
+def _running(parts: list[pl.LazyFrame], span: Span) -> pl.LazyFrame:
+    """Sum every value column, at every date, over the rows whose ``[_lo, _hi)`` holds the date.
+
+    Each part holds ``_acc``, ``_lo``, ``_hi`` and value columns of its own; the result has a
+    row per account and date index with every part's columns.
+    """
+    deltas, values = [], []
+    for rows in parts:
+        schema = rows.collect_schema()
+        cols = [c for c in schema.names() if c not in ("_acc", "_lo", "_hi")]
+        values += cols
+        # collected once: both ends of each interval read it
+        live = (
+            rows.filter(pl.col("_lo") < pl.col("_hi"))
+            .select(
+                "_acc",
+                "_lo",
+                "_hi",
+                *[pl.col(c).cast(pl.Float64 if schema[c].is_float() else pl.Int64) for c in cols],
+            )
+            .collect()
+            .lazy()
+        )
+        deltas.append(live.group_by("_acc", pl.col("_lo").alias("_i")).agg(pl.col(cols).sum()))
+        deltas.append(
+            live.filter(pl.col("_hi") < span.n)
+            .group_by("_acc", pl.col("_hi").alias("_i"))
+            .agg([(-pl.col(c).sum()).alias(c) for c in cols])
+        )
+    d = pl.concat(deltas, how="diagonal").group_by("_acc", "_i").agg(pl.col(values).sum())
+    grid = d.select("_acc").unique().join(span.indices(), how="cross")
+    return (
+        grid.join(d, on=["_acc", "_i"], how="left")
+        .sort("_acc", "_i")
+        .with_columns(pl.col(values).fill_null(0).cum_sum().over("_acc"))
+    )
 
 
-def active_accounts(accounts: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    """Return the accounts that are customers on ``as_of`` (started, not yet churned)."""
+def _islands(rows: pl.LazyFrame, key: str, name: str) -> pl.LazyFrame:
+    """Merge each (account, key)'s overlapping intervals, so a key counts once per date."""
+    # sorted by one hash of (account, key) and by (_lo, _hi) packed in one number: a two-key
+    # sort is several times faster than four keys; with one window length _hi never falls as
+    # _lo rises, so the row before holds the island's end
+    ordered = (
+        rows.filter(pl.col("_lo") < pl.col("_hi"))
+        .select(
+            "_acc",
+            "_lo",
+            "_hi",
+            pl.struct("_acc", key).hash().alias("_who"),
+            (pl.col("_lo") * 65_536 + pl.col("_hi")).alias("_at"),
+        )
+        .sort("_who", "_at")
+        .collect()
+        .lazy()
+    )
+    same = (pl.col("_who") == pl.col("_who").shift(1)) & (pl.col("_acc") == pl.col("_acc").shift(1))
+    first = ~(same & (pl.col("_lo") <= pl.col("_hi").shift(1))).fill_null(False)
+    last = first.shift(-1, fill_value=True)
+    return pl.concat(
+        [
+            ordered.filter(first).select("_acc", "_lo"),
+            ordered.filter(last).select("_hi", pl.lit(1).alias(name)),
+        ],
+        how="horizontal",
+    )
+
+
+def _current(rows: pl.LazyFrame, key: list[str], order: list[str]) -> pl.LazyFrame:
+    """End each row's interval where the next row of its key (in ``order``) takes over."""
+    same = pl.all_horizontal([pl.col(k).eq_missing(pl.col(k).shift(-1)) for k in key])
+    nxt = pl.when(same).then(pl.col("_lo").shift(-1))
+    return rows.sort(*key, *order).with_columns(
+        pl.min_horizontal("_hi", nxt.fill_null(pl.col("_hi"))).alias("_hi")
+    )
+
+
+def _aged(span: Span, start: int, end: int, day: str = _DAY) -> list[pl.Expr]:
+    """The dates on which ``day`` is ``start`` to ``end - 1`` days old, as ``[_lo, _hi)``."""
+    return [span.index(pl.col(day), start).alias("_lo"), span.index(pl.col(day), end).alias("_hi")]
+
+
+def _window(span: Span, day: str, days: int) -> list[pl.Expr]:
+    """The dates whose ``days``-day window (ending on the date) holds ``day``."""
+    return _aged(span, 0, days, day)
+
+
+def active_on(as_of: pl.Expr) -> pl.Expr:
+    """Is the account a customer on ``as_of`` (started, not yet churned)?"""
     started = pl.col("contract_start").is_null() | (pl.col("contract_start") <= as_of)
     # An account marked churned without a date cannot be placed in time; it is not scored.
     churned_by_then = (pl.col("churned_at") <= as_of) | (
         pl.col("churned_at").is_null() & (pl.col("status") == "churned")
     )
-    return accounts.filter(started & ~churned_by_then.fill_null(False))
+    return started & ~churned_by_then.fill_null(False)
 
 
-def usage_features(events: pl.LazyFrame, as_of: date, days: int) -> pl.LazyFrame:
+def active_accounts(accounts: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """Return the accounts that are customers on ``as_of`` (started, not yet churned)."""
+    return accounts.filter(active_on(pl.lit(as_of)))
+
+
+def usage_features(events: pl.LazyFrame, span: Span, days: int) -> pl.LazyFrame:
     """Active days and users, stickiness, breadth and trend from product events."""
-    cur_start, prev_start, end = _start(as_of, days), _start(as_of, 2 * days), _end(as_of)
-    ev = events.filter((pl.col("ts") >= prev_start) & (pl.col("ts") <= end)).select(
-        "account_id", "user_id", "event", "ts", (pl.col("ts") >= cur_start).alias("cur")
+    # users and features are told apart by a 64-bit hash: a collision inside one account
+    # (about n^2 / 2^65 for n ids) is far less likely than any data error
+    ev = (
+        span.coded(
+            events.select(
+                "account_id",
+                pl.col("user_id").hash(),
+                pl.col("event").hash(),
+                pl.col("ts").dt.date().alias(_DAY),
+            )
+        )
+        .with_columns(*_window(span, _DAY, days))
+        .collect()
+        .lazy()
     )
-    cur = pl.col("cur")
-    daily_users = (
-        ev.filter(cur)
-        .group_by("account_id", pl.col("ts").dt.date().alias("d"))
-        .agg(pl.col("user_id").n_unique().alias("dau"))
-        .group_by("account_id")
-        .agg(pl.len().alias("active_days_30d"), pl.col("dau").sum().alias("_dau_sum"))
+    daily = (
+        ev.group_by("_acc", _DAY)
+        .agg(pl.len().alias("_n"), pl.col("user_id").n_unique())
+        .collect()
+        .lazy()
     )
-    per_account = ev.group_by("account_id").agg(
-        pl.col("user_id").filter(cur).n_unique().alias("active_users_30d"),
-        pl.col("event").filter(cur).n_unique().alias("feature_breadth_30d"),
-        cur.sum().alias("events_30d"),
-        (~cur).sum().alias("events_prev_30d"),
+    run = _running(
+        [
+            daily.select(
+                "_acc",
+                *_window(span, _DAY, days),
+                pl.col("_n").alias("events_30d"),
+                pl.col("user_id").alias("_dau_sum"),
+                pl.lit(1).alias("active_days_30d"),
+            ),
+            # this window and the one before it together, for the trend
+            daily.select("_acc", *_window(span, _DAY, 2 * days), pl.col("_n").alias("_n_60d")),
+            _islands(ev.select("_acc", "user_id", "_lo", "_hi"), "user_id", "active_users_30d"),
+            _islands(ev.select("_acc", "event", "_lo", "_hi"), "event", "feature_breadth_30d"),
+        ],
+        span,
     )
-    return per_account.join(daily_users, on="account_id", how="left").with_columns(
-        (pl.col("_dau_sum") / days / pl.col("active_users_30d")).alias("stickiness")
+    counts = ["active_users_30d", "feature_breadth_30d", "events_30d", "events_prev_30d"]
+    return run.with_columns(
+        (pl.col("_n_60d") - pl.col("events_30d")).alias("events_prev_30d"),
+        pl.when(pl.col("active_days_30d") > 0)
+        .then(pl.col("_dau_sum") / days / pl.col("active_users_30d"))
+        .alias("stickiness"),
+    ).select(
+        "_acc",
+        "_i",
+        *[pl.col(c).cast(pl.UInt32) for c in (*counts, "active_days_30d")],
+        "stickiness",
     )
 
 
-def support_features(tickets: pl.LazyFrame, as_of: date, days: int) -> pl.LazyFrame:
-    """Ticket volume, open high/urgent tickets and resolution time as of ``as_of``."""
-    start, end = _start(as_of, days), _end(as_of)
-    t = tickets.filter(pl.col("opened_at") <= end)
-    resolved_by_then = pl.col("resolved_at").is_not_null() & (pl.col("resolved_at") <= end)
-    hours = (pl.col("resolved_at") - pl.col("opened_at")).dt.total_seconds() / 3600
-    recent_resolved = resolved_by_then & (pl.col("resolved_at") >= start)
-    return t.group_by("account_id").agg(
-        (pl.col("opened_at") >= start).sum().alias("tickets_90d"),
-        (pl.col("priority").is_in(HIGH_PRIORITIES) & ~resolved_by_then)
-        .sum()
-        .alias("open_urgent_tickets"),
-        hours.filter(recent_resolved).median().alias("median_resolution_hours"),
+def support_features(tickets: pl.LazyFrame, span: Span, days: int) -> pl.LazyFrame:
+    """Ticket volume, open high/urgent tickets and resolution time as of each date."""
+    t = span.coded(
+        tickets.select(
+            "account_id",
+            "priority",
+            pl.col("opened_at").dt.date().alias(_DAY),
+            pl.col("resolved_at").dt.date().alias("_resolved"),
+            ((pl.col("resolved_at") - pl.col("opened_at")).dt.total_seconds() / 3600).alias("_h"),
+        )
+    )
+    # open on D: opened by D and not resolved by the end of D
+    urgent = t.filter(pl.col("priority").is_in(HIGH_PRIORITIES)).select(
+        "_acc",
+        span.index(pl.col(_DAY)).alias("_lo"),
+        pl.coalesce(span.index(pl.col("_resolved")), pl.lit(span.n, pl.Int64)).alias("_hi"),
+        pl.lit(1).alias("open_urgent_tickets"),
+    )
+    counts = _running(
+        [t.select("_acc", *_window(span, _DAY, days), pl.lit(1).alias("tickets_90d")), urgent],
+        span,
+    )
+    # a median does not run: each resolved ticket is listed at every date whose window holds it
+    resolved = t.filter(pl.col("_resolved").is_not_null()).with_columns(
+        pl.max_horizontal(span.index(pl.col(_DAY)), span.index(pl.col("_resolved"))).alias("_lo"),
+        span.index(pl.col("_resolved"), days).alias("_hi"),
+    )
+    median = (
+        resolved.filter(pl.col("_lo") < pl.col("_hi"))
+        .select("_acc", "_h", pl.int_ranges("_lo", "_hi").alias("_i"))
+        .explode("_i")
+        .group_by("_acc", "_i")
+        .agg(pl.col("_h").median().alias("median_resolution_hours"))
+    )
+    return counts.join(median, on=["_acc", "_i"], how="full", coalesce=True).select(
+        "_acc",
+        "_i",
+        pl.col("tickets_90d").cast(pl.UInt32),
+        pl.col("open_urgent_tickets").cast(pl.UInt32),
+        "median_resolution_hours",
     )
 
 
@@ -123,74 +317,142 @@ def csat_pct_of(scores: pl.Expr) -> pl.Expr:
 
 
 def survey_features(
-    responses: pl.LazyFrame, as_of: date, days: int, ces_flip: tuple[float, float] | None
+    responses: pl.LazyFrame, span: Span, days: int, ces_flip: tuple[float, float] | None
 ) -> pl.LazyFrame:
     """Account NPS (each respondent's latest answer), CSAT %, CES and participation."""
-    r = responses.filter(
-        (pl.col("submitted_at") >= _start(as_of, days)) & (pl.col("submitted_at") <= _end(as_of))
-    )
-    who = pl.coalesce(pl.col("respondent_id"), pl.col("response_id"))
-    latest_nps = (
-        r.filter(pl.col("survey") == "nps")
-        .sort("submitted_at", "response_id")
-        .group_by("account_id", who.alias("_who"))
-        .agg(pl.col("score").last())
-        .group_by("account_id")
-        .agg(nps_of(pl.col("score")).alias("nps_account"), pl.len().alias("nps_respondents"))
-    )
+    r = span.coded(
+        responses.with_columns(pl.col("submitted_at").dt.date().alias(_DAY))
+    ).with_columns(*_window(span, _DAY, days))
     ces = pl.col("score")
     if ces_flip is not None:  # the config says lower CES is better: express it as ease
         ces = ces_flip[0] + ces_flip[1] - ces
-    others = r.group_by("account_id").agg(
-        csat_pct_of(pl.col("score").filter(pl.col("survey") == "csat")).alias("csat_pct"),
-        ces.filter(pl.col("survey") == "ces").mean().alias("ces_mean"),
-        pl.len().alias("survey_responses"),
+    is_csat, is_ces = pl.col("survey") == "csat", pl.col("survey") == "ces"
+    # each respondent's NPS answer holds until their next one or the end of its window
+    who = pl.coalesce(pl.col("respondent_id"), pl.col("response_id")).alias("_who")
+    nps = _current(
+        r.filter(pl.col("survey") == "nps").with_columns(who),
+        ["_acc", "_who"],
+        ["submitted_at", "response_id"],
     )
-    return others.join(latest_nps, on="account_id", how="full", coalesce=True)
+    run = _running(
+        [
+            r.select(
+                "_acc",
+                "_lo",
+                "_hi",
+                pl.lit(1).alias("survey_responses"),
+                is_csat.alias("_csat_n"),
+                (is_csat & (pl.col("score") >= 4)).alias("_csat_ok"),
+                is_ces.alias("_ces_n"),
+                (pl.when(is_ces).then(ces).otherwise(0.0) * _FIXED).round().alias("_ces_sum"),
+            ),
+            nps.select(
+                "_acc",
+                "_lo",
+                "_hi",
+                pl.lit(1).alias("_nps_n"),
+                (pl.col("score") >= 9).alias("_promoters"),
+                (pl.col("score") <= 6).alias("_detractors"),
+            ),
+        ],
+        span,
+    )
+    n, csat_n, ces_n = pl.col("_nps_n"), pl.col("_csat_n"), pl.col("_ces_n")
+    return run.select(
+        "_acc",
+        "_i",
+        pl.when(csat_n > 0)
+        .then(pl.col("_csat_ok").cast(pl.UInt32) * 100.0 / csat_n)
+        .alias("csat_pct"),
+        pl.when(ces_n > 0).then(pl.col("_ces_sum") / _FIXED / ces_n).alias("ces_mean"),
+        pl.col("survey_responses").cast(pl.UInt32),
+        pl.when(n > 0)
+        .then(
+            (pl.col("_promoters").cast(pl.Float64) - pl.col("_detractors").cast(pl.Float64))
+            * 100.0
+            / n
+        )
+        .alias("nps_account"),
+        pl.when(n > 0).then(n.cast(pl.UInt32)).alias("nps_respondents"),
+    )
 
 
-def order_features(orders: pl.LazyFrame, as_of: date, days: int) -> pl.LazyFrame:
+def order_features(orders: pl.LazyFrame, span: Span, days: int) -> pl.LazyFrame:
     """Spend trend, repeat purchases, average order value and recency of the last order."""
-    end = _end(as_of)
-    o = orders.filter(pl.col("ordered_at") <= end)
     is_refund = pl.col("kind").fill_null("order") == "refund"
     signed = pl.when(is_refund).then(-pl.col("amount")).otherwise(pl.col("amount"))
-    in_days = lambda n: pl.col("ordered_at") >= _start(as_of, n)  # noqa: E731
-    prev_90 = (pl.col("ordered_at") >= _start(as_of, 180)) & ~in_days(90)
-    return (
-        o.group_by("account_id")
-        .agg(
-            (in_days(days) & ~is_refund).sum().alias("orders_365d"),
-            pl.col("amount").filter(in_days(days) & ~is_refund).mean().alias("avg_order_value"),
-            signed.filter(in_days(days)).sum().alias("spend_365d"),
-            signed.filter(in_days(90)).sum().alias("spend_90d"),
-            signed.filter(prev_90).sum().alias("spend_prev_90d"),
-            pl.col("ordered_at").filter(~is_refund).max().alias("_last_order"),
+    daily = span.coded(
+        orders.group_by("account_id", pl.col("ordered_at").dt.date().alias(_DAY)).agg(
+            (~is_refund).sum().alias("_n"),
+            (pl.col("amount").filter(~is_refund) * _FIXED).round().sum().alias("_amount"),
+            (signed * _FIXED).round().sum().alias("_signed"),
         )
-        .with_columns(
+    )
+    since = [span.index(pl.col(_DAY)).alias("_lo"), pl.lit(span.n, pl.Int64).alias("_hi")]
+    # the last order holds until the next one: its day number runs through, not a sum
+    last = _current(daily.filter(pl.col("_n") > 0).with_columns(since), ["_acc"], [_DAY])
+    run = _running(
+        [
+            daily.select(
+                "_acc",
+                *_aged(span, 0, days),
+                pl.col("_n").alias("orders_365d"),
+                "_amount",
+                pl.col("_signed").alias("spend_365d"),
+            ),
+            daily.select("_acc", *_aged(span, 0, 90), pl.col("_signed").alias("spend_90d")),
+            daily.select("_acc", *_aged(span, 90, 180), pl.col("_signed").alias("spend_prev_90d")),
+            # every account with an order (or refund) by D has a row: its sums are 0, not null
+            daily.select("_acc", *since, pl.lit(1).alias("_days")),
+            last.select(
+                "_acc",
+                "_lo",
+                "_hi",
+                pl.lit(1).alias("_has_last"),
+                pl.col(_DAY).cast(pl.Int64).alias("_last_day"),
+            ),
+        ],
+        span,
+    )
+    n = pl.col("orders_365d")
+    money = [(pl.col(c) / _FIXED).alias(c) for c in ("spend_365d", "spend_90d", "spend_prev_90d")]
+    last_day = pl.when(pl.col("_has_last") > 0).then(pl.col("_last_day").cast(pl.Date))
+    as_of = pl.lit(span.dates).gather(pl.col("_i"))
+    return (
+        run.filter(pl.col("_days") > 0)
+        .with_columns(money)
+        .select(
+            "_acc",
+            "_i",
+            n.cast(pl.UInt32),
+            pl.when(n > 0).then(pl.col("_amount") / _FIXED / n).alias("avg_order_value"),
+            "spend_365d",
+            "spend_90d",
+            "spend_prev_90d",
             pl.when(pl.col("spend_prev_90d") > 0)
             .then(pl.col("spend_90d") / pl.col("spend_prev_90d"))
             .alias("spend_trend"),
-            (pl.lit(as_of) - pl.col("_last_order").dt.date())
-            .dt.total_days()
-            .cast(pl.Float64)
-            .alias("days_since_last_order"),
+            (as_of - last_day).dt.total_days().cast(pl.Float64).alias("days_since_last_order"),
         )
     )
 
 
-def outcome_features(outcomes: pl.LazyFrame, as_of: date, days: int) -> pl.LazyFrame:
+def outcome_features(outcomes: pl.LazyFrame, span: Span, days: int) -> pl.LazyFrame:
     """Goal attainment: mean over goals of the latest actual / target, capped at 2."""
-    o = outcomes.filter(
-        (pl.col("measured_at") >= _start(as_of, days)) & (pl.col("measured_at") <= _end(as_of))
+    o = span.coded(
+        outcomes.with_row_index("_row").with_columns(pl.col("measured_at").dt.date().alias(_DAY))
+    ).with_columns(*_window(span, _DAY, days))
+    ratio = (pl.col("actual") / pl.col("target")).clip(0, 2)
+    latest = _current(o, ["_acc", "goal"], ["measured_at", "_row"]).with_columns(
+        ratio.is_not_null().alias("_goals"), (ratio.fill_null(0.0) * _RATIO).round().alias("_ratio")
     )
-    latest = (
-        o.sort("measured_at")
-        .group_by("account_id", "goal")
-        .agg(pl.col("actual").last(), pl.col("target").last())
-    )
-    return latest.group_by("account_id").agg(
-        (pl.col("actual") / pl.col("target")).clip(0, 2).mean().alias("goal_attainment")
+    goals = _running([latest.select("_acc", "_lo", "_hi", "_goals", "_ratio")], span)
+    return goals.select(
+        "_acc",
+        "_i",
+        pl.when(pl.col("_goals") > 0)
+        .then(pl.col("_ratio") / _RATIO / pl.col("_goals"))
+        .alias("goal_attainment"),
     )
 
 
@@ -208,26 +470,30 @@ _ZERO_WHEN_PRESENT = {
 }
 
 
-def build_features(data: dict[str, pl.DataFrame], cfg: Config, as_of: date) -> pl.DataFrame:
-    """Return one row of features per account active on ``as_of``."""
+def build_features_many(
+    data: dict[str, pl.DataFrame], cfg: Config, dates: Iterable[date]
+) -> pl.DataFrame:
+    """Return one row of features per account active on each date, sorted by date and account."""
     w = cfg.windows
-    base = active_accounts(data["accounts"], as_of).lazy()
+    span = Span.of(dates, data["accounts"])
+    as_of = pl.LazyFrame({"as_of": span.dates})
+    base = data["accounts"].lazy().join(as_of, how="cross").filter(active_on(pl.col("as_of")))
     parts: list[pl.LazyFrame] = []
     if "usage_events" in data:
-        parts.append(usage_features(data["usage_events"].lazy(), as_of, w.usage_days))
+        parts.append(usage_features(data["usage_events"].lazy(), span, w.usage_days))
     if "tickets" in data:
-        parts.append(support_features(data["tickets"].lazy(), as_of, w.support_days))
+        parts.append(support_features(data["tickets"].lazy(), span, w.support_days))
     if "survey_responses" in data:
         ces = cfg.surveys.get("ces")
         flip = (ces.min, ces.max) if ces is not None and not ces.higher_is_better else None
-        parts.append(survey_features(data["survey_responses"].lazy(), as_of, w.survey_days, flip))
+        parts.append(survey_features(data["survey_responses"].lazy(), span, w.survey_days, flip))
     if "orders" in data:
-        parts.append(order_features(data["orders"].lazy(), as_of, w.orders_days))
+        parts.append(order_features(data["orders"].lazy(), span, w.orders_days))
     if "outcomes" in data:
-        parts.append(outcome_features(data["outcomes"].lazy(), as_of, w.outcomes_days))
+        parts.append(outcome_features(data["outcomes"].lazy(), span, w.outcomes_days))
     out = base
     for p in parts:
-        out = out.join(p, on="account_id", how="left")
+        out = out.join(span.keyed(p), on=KEYS, how="left")
     zeros = [
         pl.col(c).fill_null(0)
         for ds, cols in _ZERO_WHEN_PRESENT.items()
@@ -235,16 +501,30 @@ def build_features(data: dict[str, pl.DataFrame], cfg: Config, as_of: date) -> p
         for c in cols
     ]
     out = out.with_columns(zeros) if zeros else out
-    out = out.with_columns(*_derived(data, as_of))
-    drop = [c for c in out.collect_schema().names() if c.startswith("_")]
-    return out.drop(drop).sort("account_id").collect()
+    derived = _derived(data)
+    names = [e.meta.output_name() for e in derived]
+    out = out.with_columns(derived)
+    skip = {"as_of", *names}
+    keep = [c for c in out.collect_schema().names() if not c.startswith("_") and c not in skip]
+    return out.select(*keep, "as_of", *names).sort("as_of", "account_id").collect()
 
 
-def _derived(data: dict[str, pl.DataFrame], as_of: date) -> list[pl.Expr]:
+def build_features(data: dict[str, pl.DataFrame], cfg: Config, as_of: date) -> pl.DataFrame:
+    """Return one row of features per account active on ``as_of``."""
+    return build_features_many(data, cfg, [as_of])
+
+
+def by_date(features: pl.DataFrame, dates: Iterable[date]) -> dict[date, pl.DataFrame]:
+    """Split a many-date feature frame into one frame per as-of date (empty when none is active)."""
+    parts = features.partition_by("as_of", as_dict=True, maintain_order=True)
+    found = {key[0]: part for key, part in parts.items()}
+    return {d: found.get(d, features.clear()) for d in dates}
+
+
+def _derived(data: dict[str, pl.DataFrame]) -> list[pl.Expr]:
     seats = pl.when(pl.col("seats") > 0).then(pl.col("seats"))
     exprs = [
-        pl.lit(as_of).alias("as_of"),
-        (pl.col("renewal_date") - pl.lit(as_of)).dt.total_days().alias("days_to_renewal"),
+        (pl.col("renewal_date") - pl.col("as_of")).dt.total_days().alias("days_to_renewal"),
     ]
     if "usage_events" in data:
         prev, cur = pl.col("events_prev_30d"), pl.col("events_30d")

@@ -69,6 +69,6 @@ def test_validation_gate_failure_sends_an_alert(demo: Path, smtp_inbox: _Inbox) 
     assert rcpt == ["ops@example.com"]
     assert msg["Subject"].startswith(f"Customer health run FAILED for {DEMO_END}")
     body = msg.get_payload(decode=True).decode()
-    assert "survey_responses:" in body
+    assert "survey_responses" in body
     assert "max_invalid_share" in body
     assert "Flow run:" in body

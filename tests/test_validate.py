@@ -11,7 +11,7 @@ import pytest
 from tasks.config import SourceConfig, parse_config
 from tasks.errors import ValidationGateError
 from tasks.extract import to_canonical
-from tasks.schemas import SURVEY_RESPONSES, TICKETS
+from tasks.schemas import DATASETS, SURVEY_RESPONSES
 from tasks.validate import (
     gate,
     load_suite_json,
@@ -23,6 +23,7 @@ from tasks.validate import (
 
 CFG = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path("."))
 RUN = datetime(2026, 3, 31, 12)
+IDS = ["a", "b"]
 
 
 def _surveys() -> pl.DataFrame:
@@ -49,7 +50,7 @@ def _surveys() -> pl.DataFrame:
 
 
 def test_quarantine_reasons_and_counts_reconcile() -> None:
-    v = validate_dataset(_surveys(), "survey_responses", CFG, RUN, account_ids=["a", "b"])
+    v = validate_dataset(_surveys(), "survey_responses", CFG, RUN, account_ids=IDS)
     s = v.summary()
     assert s["rows_read"] == 9 == s["rows_accepted"] + s["rows_quarantined"]
     # r1 is fine (NPS case-folded to nps); everything else has something wrong
@@ -69,37 +70,268 @@ def test_quarantine_reasons_and_counts_reconcile() -> None:
 
 
 def test_gate_stops_a_mostly_invalid_dataset() -> None:
-    v = validate_dataset(_surveys(), "survey_responses", CFG, RUN, account_ids=["a", "b"])
+    v = validate_dataset(_surveys(), "survey_responses", CFG, RUN, account_ids=IDS)
     with pytest.raises(
         ValidationGateError, match=r"survey_responses: 8 of 9 rows \(89%\) failed validation"
     ):
         gate(v, CFG)
 
 
-def test_polars_translation_agrees_with_gx() -> None:
-    tickets = to_canonical(
-        pl.DataFrame(
-            {
-                "ticket_id": ["t1", "t2", "t2", "t4", "t5", "t6"],
-                "account_id": ["a", "a", "b", "q", "a", None],
-                "opened_at": [
-                    "2026-03-01 10:00",
-                    "2026-03-02",
-                    "2026-03-02",
-                    "2026-03-03",
-                    "2026-03-04",
-                    "2026-03-05",
-                ],
-                "resolved_at": ["2026-03-01 09:00", None, "2026-03-03", "2026-03-04", None, None],
-                "priority": ["high", "P1", "low", "urgent", None, "normal"],
-                "satisfaction": ["5", "0", None, "3", "6", "2"],
-            }
-        ),
-        TICKETS,
-        SourceConfig(uri="x.csv"),
-        "tickets",
-    )
-    suite = resolve_suite(load_suite_json("tickets"), CFG, ["a", "b"], RUN)
-    by_gx, by_polars = run_gx(tickets, suite), run_polars(tickets, suite)
+# One broken frame per dataset (raw text, as a CSV would give it): every row-level expectation
+# of the suite fails at least once, with values on both sides of each boundary.
+BROKEN: dict[str, dict[str, list[str | None]]] = {
+    "accounts": {
+        "account_id": ["a", "b", "b", None, "e", "f", "g", "h", "i"],
+        "name": ["A", "B", "B2", "D", None, "F", "G", "H", "I"],
+        "status": ["active", "churned", None, None, None, "paused", None, None, None],
+        "seats": ["0", None, None, None, None, None, "-1", None, None],
+        "arr": ["0", None, None, None, None, None, None, "-0.5", None],
+        "contract_start": [
+            "2025-01-01",
+            "2025-01-01",
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            "2025-06-01",
+        ],
+        "churned_at": [
+            "2025-01-01",
+            "2025-06-01",
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            "2025-05-31",
+        ],
+    },
+    "orders": {
+        "order_id": ["o1", "o2", "o2", None, "o5", "o6", "o7", "o8", "o9", "o10", "o11", "o12"],
+        "account_id": ["a", "a", "b", "a", None, "zz", "a", "a", "a", "a", "a", "a"],
+        "ordered_at": [
+            "2026-03-31 12:00",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            None,
+            "2026-03-31 12:00:01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+        ],
+        "amount": ["0", "1", "1", "1", "1", "1", "1", "1", None, "-5", "-5", "-5"],
+        "kind": ["order", None, None, None, None, None, None, None, None, "refund", None, "gift"],
+    },
+    "tickets": {
+        "ticket_id": ["t1", "t2", "t2", None, "t5", "t6", "t7", "t8", "t9", "t10", "t11"],
+        "account_id": ["a", "a", "b", "a", None, "zz", "a", "a", "a", "a", "a"],
+        "opened_at": [
+            "2026-03-01 10:00",
+            "2026-03-02",
+            "2026-03-02",
+            "2026-03-02",
+            "2026-03-02",
+            "2026-03-02",
+            None,
+            "2026-04-01",
+            "2026-03-02 10:00",
+            "2026-03-02",
+            "2026-03-02",
+        ],
+        "resolved_at": [
+            "2026-03-01 10:00",
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            "2026-03-02 09:59",
+            "2026-04-02",
+            None,
+        ],
+        "priority": ["urgent", "low", None, None, None, None, None, None, None, None, "P1"],
+        "satisfaction": ["1", "5", None, None, None, None, None, None, None, "0", "5.5"],
+    },
+    "survey_responses": {
+        "response_id": [
+            "r1",
+            "r2",
+            "r2",
+            None,
+            "r5",
+            "r6",
+            "r7",
+            "r8",
+            "r9",
+            "r10",
+            "r11",
+            "r12",
+            "r13",
+            "r14",
+        ],
+        "account_id": ["a", "a", "b", "a", None, "zz", "a", "a", "a", "a", "a", "a", "a", "a"],
+        "survey": [
+            "nps",
+            "csat",
+            "ces",
+            "nps",
+            "nps",
+            "nps",
+            None,
+            "poll",
+            "nps",
+            "nps",
+            "csat",
+            "ces",
+            "nps",
+            "ces",
+        ],
+        "score": ["0", "5", "7", "10", "1", "1", "1", "1", None, "10.5", "0", "8", "-1", "1"],
+        "submitted_at": [
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            None,
+            "2026-03-31 12:00:01",
+        ],
+    },
+    "usage_events": {
+        "account_id": ["a", None, "zz", "b", "b", "b", "b"],
+        "user_id": ["u", "u", "u", None, "u", "u", "u"],
+        "event": ["e", "e", "e", "e", None, "e", "e"],
+        "ts": [
+            "2026-03-31 12:00",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            None,
+            "2027-01-01",
+        ],
+    },
+    "outcomes": {
+        "account_id": ["a", None, "zz", "b", "b", "b", "b", "b", "b"],
+        "goal": ["g", "g", "g", None, "g", "g", "g", "g", "g"],
+        "target": ["0.01", "1", "1", "1", None, "0", "1", "1", "1"],
+        "actual": ["0", "1", "1", "1", "1", "1", None, "1", "1"],
+        "measured_at": [
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            None,
+            "2206-01-01",
+        ],
+    },
+}
+
+
+def _broken(dataset: str) -> pl.DataFrame:
+    raw = pl.DataFrame(BROKEN[dataset], schema=dict.fromkeys(BROKEN[dataset], pl.String))
+    return to_canonical(raw, DATASETS[dataset], SourceConfig(uri="x.csv"), dataset)
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_polars_translation_agrees_with_gx(dataset: str) -> None:
+    ids = None if dataset == "accounts" else IDS
+    suite = resolve_suite(load_suite_json(dataset), CFG, ids, RUN)
+    frame = _broken(dataset)
+    by_gx, by_polars = run_gx(frame, suite), run_polars(frame, suite)
     assert by_gx == by_polars
-    assert by_gx  # the frame really is broken in several ways
+    row_level = {
+        i for i, e in enumerate(suite["expectations"]) if e["type"] != "expect_column_to_exist"
+    }
+    assert set(by_gx) == row_level  # every translation was exercised by a failing row
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_both_engines_quarantine_the_same_rows(dataset: str) -> None:
+    ids = None if dataset == "accounts" else IDS
+    polars_only = CFG.model_copy(
+        update={"validation": CFG.validation.model_copy(update={"gx_max_rows": 0})}
+    )
+    by_gx = validate_dataset(_broken(dataset), dataset, CFG, RUN, account_ids=ids)
+    by_polars = validate_dataset(_broken(dataset), dataset, polars_only, RUN, account_ids=ids)
+    assert (by_gx.engine, by_polars.engine) == ("great_expectations", "polars (suite translated)")
+    assert by_gx.quarantined.equals(by_polars.quarantined)
+    assert by_gx.failed == by_polars.failed
+
+
+def test_a_whole_column_failure_stops_the_run() -> None:
+    # GX can fail an expectation without naming rows; that cannot be quarantined, so it stops.
+    suite = {
+        "name": "orders",
+        "expectations": [
+            {
+                "type": "expect_column_values_to_be_of_type",
+                "kwargs": {"column": "amount", "type_": "int64"},
+                "meta": {"reason": "amounts are whole cents"},
+            }
+        ],
+    }
+    frame = pl.DataFrame({"_row": [1], "amount": [1.5]})
+    with pytest.raises(
+        ValidationGateError,
+        match=r"orders: column amount failed expect_column_values_to_be_of_type as a whole "
+        r"\(amounts are whole cents\)",
+    ):
+        run_gx(frame, suite)
+
+
+def _accounts(rows: dict[str, list[str | None]]) -> pl.DataFrame:
+    raw = pl.DataFrame(rows, schema=dict.fromkeys(rows, pl.String))
+    return to_canonical(raw, DATASETS["accounts"], CFG.sources["accounts"], "accounts")
+
+
+def test_gate_messages_name_the_source_column_and_expectation() -> None:
+    empty = validate_dataset(_accounts({"account_id": [], "name": []}), "accounts", CFG, RUN)
+    with pytest.raises(
+        ValidationGateError,
+        match=r"^accounts source a.csv has no rows: there are no accounts to score\.$",
+    ):
+        gate(empty, CFG)
+    no_ids = validate_dataset(
+        _accounts({"account_id": [None, None], "name": ["A", "B"]}), "accounts", CFG, RUN
+    )
+    with pytest.raises(
+        ValidationGateError,
+        match=r"^accounts source a.csv: none of its 2 rows passed validation, so there is nothing "
+        r"to score; most often column account_id: an account without an id cannot be joined",
+    ):
+        gate(no_ids, CFG)
+    seats = validate_dataset(
+        _accounts(
+            {"account_id": ["a", "b", "c"], "name": ["A", "B", "C"], "seats": ["x", "y", "1"]}
+        ),
+        "accounts",
+        CFG,
+        RUN,
+    )
+    with pytest.raises(
+        ValidationGateError,
+        match=r"^accounts source a.csv: 2 of 3 rows \(67%\) failed validation, above the 20% "
+        r"allowed by \[validation\] max_invalid_share; most often column seats: values not a "
+        r"whole number\.$",
+    ):
+        gate(seats, CFG)
