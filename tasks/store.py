@@ -472,7 +472,12 @@ class PostgresHistory(_SqlHistory):
                     buf.write(chunk)
         # PostgreSQL writes booleans as t/f: read them as text and map them
         text = {c: (pl.String() if t == pl.Boolean() else t) for c, t in schema.items()}
-        df = pl.read_csv(buf.getvalue(), schema=pl.Schema(text)) if buf.tell() else None
+        # by name, not position: a migrated table may hold its columns in another order
+        df = (
+            pl.read_csv(buf.getvalue(), schema_overrides=text).select(list(schema))
+            if buf.tell()
+            else None
+        )
         if df is None:
             return pl.DataFrame(schema=schema)
         flags = [pl.col(c) == "t" for c, t in schema.items() if t == pl.Boolean()]
