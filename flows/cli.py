@@ -85,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--events-per-account", type=int, default=200)
     p.add_argument(
-        "--history-weeks", type=int, default=12, help="weeks of history to backfill before the run"
+        "--history-weeks", type=int, default=52, help="weeks of history to backfill before the run"
     )
 
     p = sub.add_parser("run", help="run the weekly flow for one as-of date")
@@ -123,8 +123,19 @@ def parser() -> argparse.ArgumentParser:
         help="the run whose outbox to send (default: every run)",
     )
 
+    p = sub.add_parser(
+        "backtest", help="measure how well the score predicted churn, and fit learned weights"
+    )
+    _config_arg(p)
+    p.add_argument(
+        "--as-of", type=_date, default=None, help="churn is known up to this date (default: today)"
+    )
+    p.add_argument("--horizon-days", type=int, default=90)
+
     p = sub.add_parser("init", help="write a commented starter config listing every key")
-    p.add_argument("path", nargs="?", default=DEFAULT_CONFIG, help="file or folder (default: chs.toml)")
+    p.add_argument(
+        "path", nargs="?", default=DEFAULT_CONFIG, help="file or folder (default: chs.toml)"
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     p = sub.add_parser("clv", help="fit BG/NBD + Gamma-Gamma CLV on an orders file")
@@ -242,7 +253,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise ConfigError("--accounts must be at least 10.")
     t = time.perf_counter()
     today = datetime.now(UTC).date()
-    config = make_demo(Path(args.dir), args.accounts, args.seed, today, args.events_per_account)
+    # the data ends yesterday: rows later today would be "after the run time" and quarantined
+    config = make_demo(
+        Path(args.dir), args.accounts, args.seed, today - timedelta(days=1), args.events_per_account
+    )
     _print(
         f"demo data for {args.accounts:,} accounts and {config} written in {time.perf_counter() - t:.1f} s"
     )
@@ -261,9 +275,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
             send=False,
         )
         _print(f"history backfilled for {args.history_weeks} weeks before {today}")
+    if args.history_weeks >= 20:  # a back-test needs snapshots older than its 90-day horizon
+        from flows.backtest import backtest_flow
+
+        report = backtest_flow(config_path=str(config), as_of=today)
+        _print(
+            f"back-test: AUC {report['auc']} over {report['n_snapshots']} snapshots (see out/backtest.json)"
+        )
     t = time.perf_counter()
     r = weekly_flow(config_path=str(config), as_of=today, send=False)
     _summary(r, time.perf_counter() - t)
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from flows.backtest import backtest_flow
+    from tasks.backtest import format_summary
+
+    if args.horizon_days < 1:
+        raise ConfigError("--horizon-days must be at least 1.")
+    report = backtest_flow(
+        config_path=args.config, as_of=args.as_of, horizon_days=args.horizon_days
+    )
+    _print(format_summary(report))
     return 0
 
 
@@ -294,6 +328,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "clv": cmd_clv,
     "init": cmd_init,
+    "backtest": cmd_backtest,
 }
 
 

@@ -20,12 +20,13 @@ from tasks.actions import recommend
 from tasks.backfill import SpanWindow
 from tasks.config import Config, load_config
 from tasks.deliver import SmtpSettings, build_emails, send_outbox, write_outbox
+from tasks.errors import is_transient
 from tasks.extract import Window, extract_dataset
 from tasks.features import build_features_many
 from tasks.kpis import compute_kpis
 from tasks.outputs import discard, publish, scores_table, stage_outputs, validation_json
 from tasks.overrides import apply_overrides, load_overrides
-from tasks.render import build_context, render_report
+from tasks.render import build_context, read_backtest, render_report
 from tasks.schemas import DATASETS
 from tasks.score import add_trends, score_accounts
 from tasks.store import (
@@ -73,7 +74,22 @@ def code_version() -> str:
     return "0.1.0"
 
 
-@task(name="extract", retries=2, retry_delay_seconds=[2, 10], cache_policy=NONE)
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only failures a retry can cure; a missing file or column fails at once."""
+    try:
+        state.result()
+    except Exception as exc:  # the state re-raises the task's exception; classify it
+        return is_transient(exc)
+    return False
+
+
+@task(
+    name="extract",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_retry_transient,
+    cache_policy=NONE,
+)
 def extract(
     cfg: Config, as_of: date, run_time: datetime, first: date | None = None
 ) -> dict[str, pl.DataFrame]:
@@ -196,6 +212,7 @@ def render(
         history["prev_1w"],
         past,
         surveys.accepted if surveys else None,
+        read_backtest(cfg),
     )
     # Checked before anything is written: a bad SMTP or sender setting stops the run here.
     smtp = SmtpSettings.from_env()

@@ -18,6 +18,17 @@ class ConfigError(ChsError):
 class SourceError(ChsError):
     """A source cannot be read or lacks what the pipeline needs (exit status 1)."""
 
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient  # a network or server hiccup that a retry may cure
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Return whether retrying could help: never for a user's error, yes for an unknown one."""
+    if isinstance(exc, ChsError):
+        return bool(getattr(exc, "transient", False))
+    return True
+
 
 class ValidationGateError(ChsError):
     """A dataset failed a dataset-level check, so nothing is scored (exit status 1)."""

@@ -427,7 +427,10 @@ def read_source(
             "set encoding in the source's config."
         ) from None
     except (duckdb.Error, sqlite3.Error, psycopg.Error) as err:
-        raise SourceError(f"{what}: {secrets.mask(_first_line(err))}.") from None
+        transient = isinstance(err, psycopg.OperationalError)  # connection refused, server gone
+        raise SourceError(
+            f"{what}: {secrets.mask(_first_line(err))}.", transient=transient
+        ) from None
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
         raise SourceError(f"{what} cannot be read: {secrets.mask(_first_line(err))}.") from None
 
