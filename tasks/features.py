@@ -22,11 +22,16 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from tasks.clv_features import purchase_features
 from tasks.config import Config
 
 HIGH_PRIORITIES = ("high", "urgent")
 KNOWN_FEATURES = frozenset(
     {
+        "p_alive",
+        "expected_purchases_90d",
+        "p_alive_change_4w",
+        "clv_bgnbd",
         "active_days_30d",
         "active_users_30d",
         "feature_breadth_30d",
@@ -506,7 +511,33 @@ def build_features_many(
     out = out.with_columns(derived)
     skip = {"as_of", *names}
     keep = [c for c in out.collect_schema().names() if not c.startswith("_") and c not in skip]
-    return out.select(*keep, "as_of", *names).sort("as_of", "account_id").collect()
+    features = out.select(*keep, "as_of", *names).sort("as_of", "account_id").collect()
+    if cfg.kpis.clv_method == "bgnbd" and "orders" in data:
+        features = features.join(_purchase_model(data["orders"], span.dates), on=KEYS, how="left")
+    return features
+
+
+def _purchase_model(orders: pl.DataFrame, dates: Iterable[date]) -> pl.DataFrame:
+    """P(alive), expected purchases and their 4-week change, fitted point in time per date."""
+    frames = []
+    for d in dates:
+        now = purchase_features(orders, d)
+        before = purchase_features(orders, d - timedelta(days=28)).select(
+            "account_id", pl.col("p_alive").alias("_p_before")
+        )
+        frames.append(
+            now.join(before, on="account_id", how="left")
+            .with_columns(
+                (pl.col("p_alive") - pl.col("_p_before")).alias("p_alive_change_4w"),
+                pl.lit(d).alias("as_of"),
+            )
+            .drop("_p_before")
+        )
+    return (
+        pl.concat(frames)
+        if frames
+        else pl.DataFrame(schema={"account_id": pl.String, "as_of": pl.Date})
+    )
 
 
 def build_features(data: dict[str, pl.DataFrame], cfg: Config, as_of: date) -> pl.DataFrame:

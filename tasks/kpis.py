@@ -176,7 +176,21 @@ def segment_kpis(scores: pl.DataFrame) -> dict[str, Any]:
 def clv_kpis(
     scores: pl.DataFrame, churn_rate: float | None, days: int, cfg: Config
 ) -> dict[str, Any]:
-    """Subscription CLV = ARPA x gross margin / annual logo churn (the window's churn, annualised)."""
+    """Portfolio CLV per account: BG/NBD + Gamma-Gamma, or ARPA x margin / annual churn."""
+    if cfg.kpis.clv_method == "bgnbd":
+        values = (
+            scores["clv_bgnbd"].drop_nulls()
+            if "clv_bgnbd" in scores.columns
+            else pl.Series([], dtype=pl.Float64)
+        )
+        mean = float(values.mean()) * cfg.kpis.gross_margin if values.len() else None  # type: ignore[arg-type]
+        return {
+            "clv": _f(mean, 2),
+            "clv_method": "bgnbd: mean over accounts of 90-day expected spend x gross margin"
+            if mean is not None
+            else None,
+        }
+    # Subscription: the window's logo churn, annualised.
     arr = scores["arr"].drop_nulls() if "arr" in scores.columns else pl.Series([], dtype=pl.Float64)
     if arr.is_empty() or churn_rate is None:
         return {"clv": None, "clv_method": None}

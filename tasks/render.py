@@ -421,6 +421,28 @@ def _lists(scores: pl.DataFrame, cfg: Config) -> dict[str, pl.DataFrame]:
     }
 
 
+def p_alive_drops(scores: pl.DataFrame, n: int) -> list[dict[str, Any]] | None:
+    """List the accounts whose P(alive) fell most in 4 weeks (None without the purchase model)."""
+    if "p_alive_change_4w" not in scores.columns:
+        return None
+    rows = (
+        scores.filter(pl.col("p_alive_change_4w") < 0)
+        .sort("p_alive_change_4w")
+        .head(n)
+        .select("account_id", "name", "arr", "p_alive", "p_alive_change_4w")
+    )
+    return [
+        {
+            "account_id": r["account_id"],
+            "name": r["name"],
+            "arr": "–" if r["arr"] is None else f"{r['arr']:,.0f}",
+            "p_alive": f"{r['p_alive']:.0%}",
+            "change": f"{r['p_alive_change_4w'] * 100:+.0f} pts",
+        }
+        for r in rows.iter_rows(named=True)
+    ]
+
+
 def _segments(kpis: dict[str, Any], prev: dict[str, Any]) -> list[dict[str, Any]]:
     counts, arr = kpis["accounts_by_segment"], kpis["arr_by_segment"]
     before = prev.get("accounts_by_segment") or {}
@@ -605,6 +627,7 @@ def build_context(
         else "–",
         "drops": _account_rows(lists["drops"], actions, comments),
         "expansion": _account_rows(lists["expansion"], actions),
+        "p_alive_drops": p_alive_drops(scores, cfg.report.top_n),
         "advocates": _account_rows(lists["advocates"], actions, comments),
         "insufficient": _account_rows(lists["insufficient"].head(n), actions),
         "insufficient_total": lists["insufficient"].height,
