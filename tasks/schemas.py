@@ -7,10 +7,16 @@ test checks that the Great Expectations suites in ``expectations/`` name the sam
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
 TS = pl.Datetime("us")
+
+
+def _schema(columns: dict[str, Any]) -> pl.Schema:
+    """Build a schema (typed loosely: Polars' stubs reject a dict mixing classes and instances)."""
+    return pl.Schema(columns)
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,7 @@ class Dataset:
 
 ACCOUNTS = Dataset(
     name="accounts",
-    schema=pl.Schema(
+    schema=_schema(
         {
             "account_id": pl.String,
             "name": pl.String,
@@ -55,7 +61,7 @@ ACCOUNTS = Dataset(
 
 ORDERS = Dataset(
     name="orders",
-    schema=pl.Schema(
+    schema=_schema(
         {
             "order_id": pl.String,
             "account_id": pl.String,
@@ -73,7 +79,7 @@ ORDERS = Dataset(
 
 TICKETS = Dataset(
     name="tickets",
-    schema=pl.Schema(
+    schema=_schema(
         {
             "ticket_id": pl.String,
             "account_id": pl.String,
@@ -92,7 +98,7 @@ TICKETS = Dataset(
 
 SURVEY_RESPONSES = Dataset(
     name="survey_responses",
-    schema=pl.Schema(
+    schema=_schema(
         {
             "response_id": pl.String,
             "account_id": pl.String,
@@ -111,7 +117,7 @@ SURVEY_RESPONSES = Dataset(
 
 USAGE_EVENTS = Dataset(
     name="usage_events",
-    schema=pl.Schema(
+    schema=_schema(
         {
             "account_id": pl.String,
             "user_id": pl.String,
@@ -126,7 +132,7 @@ USAGE_EVENTS = Dataset(
 
 OUTCOMES = Dataset(
     name="outcomes",
-    schema=pl.Schema(
+    schema=_schema(
         {
             "account_id": pl.String,
             "goal": pl.String,

@@ -10,6 +10,8 @@ a week's change splits exactly into per-measure parts.
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 from tasks.config import Config, MeasureConfig
@@ -21,7 +23,7 @@ BAND_POINTS = (0.0, 40.0, 70.0, 100.0)
 
 
 def _piecewise(x: pl.Expr, breaks: list[float], points: tuple[float, ...]) -> pl.Expr:
-    expr = pl.when(x <= breaks[0]).then(pl.lit(points[0]))
+    expr: Any = pl.when(x <= breaks[0]).then(pl.lit(points[0]))  # Then, then ChainedThen
     for i in range(1, len(breaks)):
         b0, b1, p0, p1 = breaks[i - 1], breaks[i], points[i - 1], points[i]
         expr = expr.when(x <= b1).then(p0 + (x - b0) / (b1 - b0) * (p1 - p0))
