@@ -104,7 +104,9 @@ class ReportConfig(_Strict):
 
 class ValidationConfig(_Strict):
     max_invalid_share: float = Field(0.2, ge=0, le=1)  # above this share a dataset stops the run
-    gx_max_rows: int = 2_000_000  # datasets larger than this run their suite as Polars checks
+    # Datasets larger than this run their suite as Polars checks: GX costs ~2 s per million rows
+    # here, its Polars translation 0.24 s, and a test keeps the two in agreement.
+    gx_max_rows: int = 500_000
 
 
 class WindowsConfig(_Strict):
