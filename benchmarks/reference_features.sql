@@ -5,7 +5,9 @@
 -- $as_of (ISO date), $surveys and $events (globs). Windows end with the as-of day
 -- (timestamps < as_of + 1 day) and start at 00:00 of as_of - (days - 1), as in features.py:
 -- usage 30 days (and the 30 before it, and 90 for the extra 90-day columns), tickets 90,
--- surveys 180, orders 365. Unlike the pipeline, nothing is validated or quarantined here.
+-- surveys 180, orders 365. Unlike the pipeline, nothing is validated or quarantined here,
+-- except that survey rows off their scale or not numbers are left out (the demo plants some),
+-- and rows of unknown accounts drop out by the join with the active accounts.
 with
 active as (
     -- customers on the as-of date: started, and not churned by then
@@ -101,16 +103,25 @@ support as (
     group by account_id
 ),
 responses as (
-    select
-        "Response ID" as response_id,
-        "Account" as account_id,
-        lower(trim("Survey Type")) as survey,
-        "Score"::double as score,
-        "Submitted"::timestamp as submitted_at,
-        coalesce("Respondent", "Response ID") as who
-    from read_csv('$surveys', header = true, union_by_name = true)
-    where "Submitted"::timestamp >= date '$as_of' - 179
-      and "Submitted"::timestamp < date '$as_of' + 1
+    -- the rows the survey suite would accept: a known survey, a number on its scale, a time
+    select *
+    from (
+        select
+            "Response ID" as response_id,
+            "Account" as account_id,
+            lower(trim("Survey Type")) as survey,
+            try_cast("Score" as double) as score,
+            try_cast("Submitted" as timestamp) as submitted_at,
+            coalesce("Respondent", "Response ID") as who
+        from read_csv('$surveys', header = true, union_by_name = true, all_varchar = true)
+    )
+    where submitted_at >= date '$as_of' - 179
+      and submitted_at < date '$as_of' + 1
+      and (
+          (survey = 'nps' and score between 0 and 10)
+          or (survey = 'csat' and score between 1 and 5)
+          or (survey = 'ces' and score between 1 and 7)
+      )
 ),
 nps_latest as (
     -- each respondent's latest NPS answer in the window

@@ -259,7 +259,7 @@ class Bench:
         config = run_config(data, out, tag)
         target = ROOT / "benchmarks" / f"profile_{scale}.txt"
         cmd = [str(ROOT / ".venv" / "bin" / "pyinstrument"), "-r", "text", "-o", str(target)]
-        cmd += ["-i", "0.005", "--no-color", "--unicode", "-p", "show_percentages=true"]
+        cmd += ["-i", "0.005", "--no-color", "--unicode"]
         cmd += ["-m", "flows.cli", "run", "--config", str(config), "--as-of", END.isoformat()]
         log_path = RUNS / scale / f"{tag}.log"
         r = run_process(cmd, log_path, self.args.timeout)
