@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import psycopg
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -41,3 +43,22 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """Create a uniquely named database on the local PostgreSQL server; drop it at the end."""
+    try:
+        admin = psycopg.connect(
+            "postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3
+        )
+    except psycopg.OperationalError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        pytest.skip(f"the PostgreSQL server on 127.0.0.1:5432 is unreachable ({reason})")
+    name = f"chs_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'create database "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'drop database if exists "{name}" with (force)')
+        admin.close()

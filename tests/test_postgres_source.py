@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,20 +31,9 @@ _PG_TYPES = {pl.String: "text", pl.Int64: "bigint", pl.Float64: "double precisio
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """Create a uniquely named database for the test session and drop it at the end."""
-    try:
-        admin = psycopg.connect(f"{SERVER}/postgres", autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as err:
-        reason = str(err).strip().splitlines()[0]
-        pytest.skip(f"the PostgreSQL server on 127.0.0.1:5432 is unreachable ({reason})")
-    name = f"chs_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'create database "{name}"')
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        admin.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
+def pg_url(pg_database: str) -> str:
+    """The session's own PostgreSQL database (created and dropped in conftest.py)."""
+    return pg_database
 
 
 def _pg_type(dtype: pl.DataType) -> str:

@@ -31,7 +31,6 @@ from tasks.store import (
     portfolio_trend,
 )
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 D1, D2 = date(2026, 3, 2), date(2026, 3, 9)
 
 
@@ -73,22 +72,6 @@ def snapshot(as_of: date, marker: str = "a", accounts: int = 3) -> Snapshot:
     kpis = {"as_of": as_of.isoformat(), "mean_score": 50.0, "marker": marker}
     run = {"run_at": datetime(2026, 3, 10, 8), "config_hash": marker, "code_version": "test"}
     return Snapshot(as_of, scores, measures, actions, kpis, run)
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """Create a uniquely named database for the session on the local server, and drop it after."""
-    name = f"chs_test_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as err:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({str(err).strip()})")
-    admin.execute(f"create database {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f"drop database if exists {name} with (force)")
-        admin.close()
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
