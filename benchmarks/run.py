@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -125,9 +126,12 @@ class Bench:
         self.notes: list[str] = []
         self.runs: dict[tuple[str, str], list[Measured]] = {}
         self.agreement: dict[str, Any] | None = None
+        self.data: dict[str, dict[str, int]] = {}  # rows per dataset, by scale
+        self.on_result: Callable[[], object] = lambda: None
 
     def add(self, scale: str, task: str, m: Measured) -> None:
         self.runs.setdefault((scale, task), []).append(m)
+        self.on_result()
 
     def fail(self, scale: str, task: str, msg: str) -> None:
         self.failures.append(f"{scale} {task}: {msg}")
@@ -273,9 +277,10 @@ class Bench:
             f"{scale} profile written to {target.relative_to(ROOT)} ({r.seconds:.0f} s under the profiler)"
         )
 
-    def scale(self, name: str, tasks: set[str]) -> dict[str, Any]:
-        """Measure every wanted task at one scale; return its data description."""
+    def scale(self, name: str, tasks: set[str]) -> None:
+        """Measure every wanted task at one scale."""
         data, rows = ensure_data(SCALES[name], log)
+        self.data[name] = rows
         staged = tasks & set(STAGES)
         every = staged == set(STAGES)  # then also steps the flow has gained since STAGES
         for i in range(1, self.args.repeats + 1):
@@ -307,7 +312,6 @@ class Bench:
             profile = name == "L" and "weekly_run" in tasks
         if profile:
             self.profile(name, data)
-        return rows
 
     def rows(self) -> list[dict[str, Any]]:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -386,13 +390,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    bench = Bench(args)
-    data = {}
-    for name in args.scale_list:
-        data[name] = bench.scale(name, args.tasks)
-    rows = report.sort_rows(report.merge_rows(report.load(report.RESULTS, []), bench.rows()), TASKS)
+def save(bench: Bench, baseline: list[dict[str, Any]]) -> list[str]:
+    """Write results.json, meta.json and BENCHMARKS.md from what was measured so far."""
+    rows = report.sort_rows(report.merge_rows(baseline, bench.rows()), TASKS)
     report.RESULTS.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     meta = report.load(report.META, {})
     meta.update(
@@ -402,15 +402,27 @@ def main(argv: list[str] | None = None) -> int:
         failures=bench.failures,
         notes=bench.notes,
     )
-    meta.setdefault("data", {}).update(data)
+    meta.setdefault("data", {}).update(bench.data)
     if bench.agreement:
         meta["agreement"] = bench.agreement
     report.META.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
     report.write_doc(report.markdown(rows, meta))
+    return bench.failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    bench = Bench(args)
+    baseline = report.load(report.RESULTS, [])
+    # saved after every measured run, so an interrupted benchmark keeps what it measured
+    bench.on_result = lambda: save(bench, baseline)
+    for name in args.scale_list:
+        bench.scale(name, args.tasks)
+    failures = save(bench, baseline)
     log(f"wrote {report.RESULTS.relative_to(ROOT)} and {report.DOC.relative_to(ROOT)}")
-    for f in bench.failures:
+    for f in failures:
         log(f"failure: {f.splitlines()[0]}")
-    return 1 if bench.failures else 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
