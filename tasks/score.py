@@ -185,26 +185,37 @@ def _score_model(features: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     return df.with_columns(top_drivers(df, names, cfg.scoring.top_drivers)).drop("_raw_score")
 
 
-def top_drivers(df: pl.DataFrame, names: list[str], k: int) -> pl.Series:
-    """Name the ``k`` measures that cost the most points, e.g. ``nps_account (-6.2)``."""
-    long = (
-        df.select("account_id", "score", *[f"lost_{n}" for n in names])
-        .unpivot(index=["account_id", "score"], variable_name="measure", value_name="lost")
-        .filter(pl.col("score").is_not_null() & (pl.col("lost") >= 0.05))
-        .sort(["account_id", "lost", "measure"], descending=[False, True, False])
+def _ranked_text(
+    long: pl.DataFrame, rank: pl.Expr, text: pl.Expr, k: int, name: str
+) -> pl.DataFrame:
+    """Join each account's ``k`` highest-ranked rows (ties by measure name) into one text."""
+    return (
+        long.sort(["account_id", rank, "measure"], descending=[False, True, False])
         .group_by("account_id", maintain_order=True)
         .head(k)
         .group_by("account_id", maintain_order=True)
-        .agg(
-            pl.format(
-                "{} (-{})", pl.col("measure").str.strip_prefix("lost_"), pl.col("lost").round(1)
-            )
-            .str.join("; ")
-            .alias("top_drivers")
-        )
+        .agg(text.str.join("; ").alias(name))
     )
-    joined = df.select("account_id").join(long, on="account_id", how="left", maintain_order="left")
-    return joined["top_drivers"]
+
+
+def _per_account(accounts: pl.DataFrame, texts: pl.DataFrame, name: str) -> pl.Series:
+    joined = accounts.select("account_id").join(
+        texts, on="account_id", how="left", maintain_order="left"
+    )
+    return joined[name]
+
+
+def top_drivers(df: pl.DataFrame, names: list[str], k: int) -> pl.Series:
+    """Name the ``k`` measures that cost the most points, e.g. ``nps_account (-6.2)``."""
+    long = (
+        df.select("account_id", "score", *[pl.col(f"lost_{n}").alias(n) for n in names])
+        .unpivot(index=["account_id", "score"], variable_name="measure", value_name="lost")
+        .filter(pl.col("score").is_not_null() & (pl.col("lost") >= 0.05))
+    )
+    text = pl.format("{} (-{})", "measure", pl.col("lost").round(1))
+    return _per_account(
+        df, _ranked_text(long, pl.col("lost"), text, k, "top_drivers"), "top_drivers"
+    )
 
 
 def add_trends(
@@ -250,22 +261,8 @@ def change_drivers(
             index=["account_id", "score_delta_1w"], variable_name="measure", value_name="delta"
         )
         .filter(pl.col("delta").abs() >= 0.05)
-        .sort(["account_id", pl.col("delta").abs()], descending=[False, True])
-        .group_by("account_id", maintain_order=True)
-        .head(k)
-        .group_by("account_id", maintain_order=True)
-        .agg(
-            pl.format(
-                "{} ({}{})",
-                "measure",
-                pl.when(pl.col("delta") > 0).then(pl.lit("+")).otherwise(pl.lit("")),
-                pl.col("delta").round(1),
-            )
-            .str.join("; ")
-            .alias("change_drivers")
-        )
     )
-    joined = scores.select("account_id").join(
-        long, on="account_id", how="left", maintain_order="left"
-    )
-    return joined["change_drivers"]
+    sign = pl.when(pl.col("delta") > 0).then(pl.lit("+")).otherwise(pl.lit(""))
+    text = pl.format("{} ({}{})", "measure", sign, pl.col("delta").round(1))
+    ranked = _ranked_text(long, pl.col("delta").abs(), text, k, "change_drivers")
+    return _per_account(scores, ranked, "change_drivers")
