@@ -33,6 +33,7 @@ import polars as pl  # noqa: E402
 from prefect import Task  # noqa: E402
 
 from flows import weekly  # noqa: E402
+from flows.params import WeeklyParams  # noqa: E402
 
 REFERENCE_SQL = Path(__file__).resolve().parent / "reference_features.sql"
 STAGES = (
@@ -140,7 +141,7 @@ def chain(
         for attr in ("build_features", "build_features_many"):
             if callable(getattr(weekly, attr, None)):
                 setattr(weekly, attr, _timed_call(r, captured, "features", getattr(weekly, attr)))
-    weekly.weekly_flow.fn(config_path=str(config), as_of=as_of, send=False)
+    weekly.weekly_flow.fn(WeeklyParams(config_path=str(config), as_of=as_of, send=False))
 
 
 def flow_features(config: Path, as_of: date) -> pl.DataFrame:

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
+from pydantic import ValidationError
 
+from flows.params import WeeklyParams
 from tasks.config import load_config
 from tasks.deliver import SmtpSettings, header_safe, send_outbox, valid_address
 from tasks.errors import ChsError
@@ -48,14 +50,15 @@ def alert_message(
 def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """Prefect on_failure hook of the weekly flow."""
     log = get_run_logger()
-    params = flow_run.parameters or {}
+    raw = (flow_run.parameters or {}).get("params") or {}
     try:
-        cfg = load_config(Path(params["config_path"]))
-    except (ChsError, KeyError):
+        params = WeeklyParams.model_validate(raw)
+        cfg = load_config(Path(params.config_path))
+    except (ChsError, ValidationError):
         return  # no readable config, so no recipients; the CLI already reports the cause
     if not cfg.alerts.recipients:
         return
-    as_of = str(params.get("as_of") or datetime.now(UTC).date())
+    as_of = str(params.as_of or datetime.now(UTC).date())
     smtp = SmtpSettings.from_env()
     msg = alert_message(
         smtp.sender if smtp else "customer-health@localhost",

@@ -18,19 +18,19 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
+from flows.params import BackfillParams
 from flows.weekly import (
     RunResult,
     code_version,
+    compute_features,
     deliver,
     extract,
-    features,
     publish_date,
     result_of,
     validate,
 )
 from tasks.backfill import as_of_slice, batch_id, dates_between
 from tasks.config import Config, load_config
-from tasks.errors import ConfigError
 from tasks.features import by_date
 from tasks.store import HistoryStore, PassHistory, history_context, open_history
 from tasks.validate import ValidatedDataset
@@ -92,21 +92,18 @@ def slice_date(
 
 
 @flow(name="customer-health-backfill")
-def backfill_flow(
-    config_path: str, start: date, end: date, every_days: int = 7, send: bool = False
-) -> list[RunResult]:
+def backfill_flow(params: BackfillParams) -> list[RunResult]:
     """Score every date from start to end in one pass; each date replaces its previous results."""
     log = get_run_logger()
-    cfg = load_config(Path(config_path))
-    dates = dates_between(start, end, every_days)
-    if not dates:
-        raise ConfigError(f"The backfill has no dates: end {end} is before start {start}.")
+    cfg = load_config(Path(params.config_path))
+    dates = dates_between(params.start, params.end, params.every_days)
+    send = params.send
     run_time = datetime.now()
     history = open_store(cfg)
     try:
         raw = extract(cfg, dates[-1], run_time, first=dates[0])
         validated = validate(cfg, raw, run_time)
-        per_date = by_date(features(cfg, validated, dates), dates)
+        per_date = by_date(compute_features(cfg, validated, dates, params), dates)
         batch, done = plan(cfg, dates, validated, history)
         view = PassHistory(history)
         results = []

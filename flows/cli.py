@@ -68,6 +68,31 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=DEFAULT_CONFIG, help="TOML config file (default: chs.toml)")
 
 
+def _partitions(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 1024:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 1024")
+    return n
+
+
+def _scale_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--partitions",
+        type=_partitions,
+        default=1,
+        help="compute features in N account partitions on Dask (default 1: in this process)",
+    )
+    p.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS",
+        help="Dask scheduler for the partitions, e.g. tcp://host:8786 (default: a local cluster)",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
     ap = argparse.ArgumentParser(
@@ -97,6 +122,7 @@ def parser() -> argparse.ArgumentParser:
         default=False,
         help="deliver the e-mails over SMTP",
     )
+    _scale_args(p)
 
     p = sub.add_parser("backfill", help="compute every snapshot in a date range")
     _config_arg(p)
@@ -104,6 +130,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--end", type=_date, required=True)
     p.add_argument("--every", type=_every, default=7, help="step, e.g. 1w (default) or 1d")
     p.add_argument("--send", action=argparse.BooleanOptionalAction, default=False)
+    _scale_args(p)
 
     p = sub.add_parser("validate", help="read and validate every source; write nothing")
     _config_arg(p)
@@ -150,11 +177,25 @@ def _print(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of ``RunOptions`` that ``run`` and ``backfill`` take from the command line."""
+    if args.dask and args.partitions == 1:
+        raise ConfigError("--dask needs --partitions N with N > 1.")
+    return {
+        "config_path": args.config,
+        "send": args.send,
+        "partitions": args.partitions,
+        "dask_address": args.dask,
+    }
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from flows.params import WeeklyParams
     from flows.weekly import weekly_flow
 
+    params = WeeklyParams(as_of=args.as_of, **_run_options(args))
     t = time.perf_counter()
-    r = weekly_flow(config_path=args.config, as_of=args.as_of, send=args.send)
+    r = weekly_flow(params)
     _summary(r, time.perf_counter() - t)
     return 0
 
@@ -176,17 +217,15 @@ def _summary(r: Any, seconds: float) -> None:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.backfill import backfill_flow
+    from flows.params import BackfillParams
 
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}.")
-    t = time.perf_counter()
-    results = backfill_flow(
-        config_path=args.config,
-        start=args.start,
-        end=args.end,
-        every_days=args.every,
-        send=args.send,
+    params = BackfillParams(
+        start=args.start, end=args.end, every_days=args.every, **_run_options(args)
     )
+    t = time.perf_counter()
+    results = backfill_flow(params)
     _print(
         f"backfilled {len(results)} dates from {args.start} to {args.end} in {time.perf_counter() - t:.1f} s"
     )
@@ -263,16 +302,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.skip_run:
         return 0
     from flows.backfill import backfill_flow
+    from flows.params import BackfillParams, WeeklyParams
     from flows.weekly import weekly_flow
 
     if args.history_weeks > 0:
         start = today - timedelta(days=7 * args.history_weeks)
         backfill_flow(
-            config_path=str(config),
-            start=start,
-            end=today - timedelta(days=7),
-            every_days=7,
-            send=False,
+            BackfillParams(config_path=str(config), start=start, end=today - timedelta(days=7))
         )
         _print(f"history backfilled for {args.history_weeks} weeks before {today}")
     if args.history_weeks >= 20:  # a back-test needs snapshots older than its 90-day horizon
@@ -283,7 +319,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"back-test: AUC {report['auc']} over {report['n_snapshots']} snapshots (see out/backtest.json)"
         )
     t = time.perf_counter()
-    r = weekly_flow(config_path=str(config), as_of=today, send=False)
+    r = weekly_flow(WeeklyParams(config_path=str(config), as_of=today))
     _summary(r, time.perf_counter() - t)
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prefect import serve as prefect_serve
@@ -19,15 +20,15 @@ def deployments(config_path: Path, cron: str | None = None, timezone: str | None
     weekly = weekly_flow.to_deployment(
         name="weekly",
         schedule=Cron(cron or cfg.schedule.cron, timezone=timezone or cfg.schedule.timezone),
-        parameters={"config_path": path, "send": True},
+        parameters={"params": {"config_path": path, "send": True}},
         description="Score every account each week and e-mail the report.",
         concurrency_limit=1,
         tags=["customer-health"],
     )
     backfill = backfill_flow.to_deployment(
         name="backfill",
-        parameters={"config_path": path, "every_days": 7, "send": False},
-        description="Recompute every snapshot between start and end (parameters: start, end).",
+        parameters={},  # params.start and params.end are given when it is run
+        description="Recompute every snapshot between params.start and params.end.",
         concurrency_limit=1,
         tags=["customer-health"],
     )
@@ -36,4 +37,7 @@ def deployments(config_path: Path, cron: str | None = None, timezone: str | None
 
 def serve(config_path: Path, cron: str | None, timezone: str | None) -> None:
     """Serve both deployments from this process (blocks until interrupted)."""
-    prefect_serve(*deployments(config_path, cron, timezone))
+    served = deployments(config_path, cron, timezone)
+    # runs triggered with their own params (which replace the deployment's) use this config
+    os.environ["CHS_CONFIG"] = str(config_path.resolve())
+    prefect_serve(*served)

@@ -110,6 +110,8 @@ password_env = "CHS_OUTCOMES_PASSWORD"
 _HELP: dict[str, str] = {
     "output.dir": "where each as-of date's files go (scores, actions, kpis, report, outbox)",
     "output.history": "all scores and KPIs of all dates: duckdb:///file or postgresql://...",
+    "output.cache": "reuse each dataset's extraction while its source is unchanged (a re-run "
+    "after a failure does not read the sources again); kept in <dir>/.cache",
     "report.recipients": "who receives the stakeholder report",
     "report.csm_digests": "send each CSM (accounts.csm_email) a digest of their accounts",
     "report.top_n": "rows in each list of the report",

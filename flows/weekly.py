@@ -16,12 +16,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from flows.alerts import alert_on_failure
+from flows.params import RunOptions, WeeklyParams
 from tasks.actions import recommend
 from tasks.backfill import SpanWindow
+from tasks.cache import ExtractCache, extract_cached
 from tasks.config import Config, load_config
 from tasks.deliver import SmtpSettings, build_emails, send_outbox, write_outbox
 from tasks.errors import is_transient
-from tasks.extract import Window, extract_dataset
+from tasks.extract import Window
 from tasks.features import build_features_many
 from tasks.kpis import compute_kpis
 from tasks.outputs import discard, publish, scores_table, stage_outputs, validation_json
@@ -96,13 +98,18 @@ def extract(
     """Read every configured source as of the date (from ``first``'s look-back for a backfill)."""
     log = get_run_logger()
     window = Window(as_of, run_time) if first is None else SpanWindow(as_of, run_time, first)
+    store = ExtractCache.of(cfg)
     data = {}
     for name in DATASETS:
         if name in cfg.sources:
             t = time.perf_counter()
-            data[name] = extract_dataset(name, cfg, window)
+            data[name], hit = extract_cached(name, cfg, window, store)
             log.info(
-                "read %s: %s rows (%.1f s)", name, f"{data[name].height:,}", time.perf_counter() - t
+                "read %s%s: %s rows (%.1f s)",
+                name,
+                " from the cache (source unchanged)" if hit else "",
+                f"{data[name].height:,}",
+                time.perf_counter() - t,
             )
     return data
 
@@ -137,6 +144,17 @@ def features(
 ) -> pl.DataFrame:
     """Compute every account's features for each as-of date in one pass over the data."""
     return build_features_many({k: v.accepted for k, v in validated.items()}, cfg, dates)
+
+
+def compute_features(
+    cfg: Config, validated: dict[str, ValidatedDataset], dates: list[date], opts: RunOptions
+) -> pl.DataFrame:
+    """Compute the features in one task, or in ``opts.partitions`` tasks on Dask."""
+    if opts.partitions == 1:
+        return features(cfg, validated, dates)
+    from flows.scale import partitioned_features  # imports Dask only when it is used
+
+    return partitioned_features(cfg, {k: v.accepted for k, v in validated.items()}, dates, opts)
 
 
 @task(name="score", cache_policy=NONE)
@@ -356,16 +374,16 @@ def _artifacts(
 
 
 @flow(name="customer-health-weekly", log_prints=False, on_failure=[alert_on_failure])
-def weekly_flow(config_path: str, as_of: date | None = None, send: bool = False) -> RunResult:
+def weekly_flow(params: WeeklyParams) -> RunResult:
     """Score every account for one as-of date and build the report and e-mails."""
-    cfg = load_config(Path(config_path))
-    day = as_of or date.today()
+    cfg = load_config(Path(params.config_path))
+    day = params.as_of or date.today()
     run_time = datetime.now()
     history = read_history(cfg, day)
     raw = extract(cfg, day, run_time)
     validated = validate(cfg, raw, run_time)
-    feats = features(cfg, validated, [day])
+    feats = compute_features(cfg, validated, [day], params)
     done = publish_date(cfg, day, feats, validated, history)
-    result = result_of(done, deliver(done.out, send))
+    result = result_of(done, deliver(done.out, params.send))
     _artifacts(result, done.scored, done.actions, done.kpi)
     return result

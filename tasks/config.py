@@ -92,6 +92,7 @@ class SourceConfig(_Strict):
 class OutputConfig(_Strict):
     dir: str = "out"
     history: str = "duckdb:///out/history.duckdb"
+    cache: bool = True  # keep each extraction in <dir>/.cache while its source is unchanged
 
 
 class ReportConfig(_Strict):

@@ -170,7 +170,8 @@ def _db_path(uri: str, scheme: str, cfg: Config) -> Path:
     return Path(rest) if rest.startswith("/") else cfg.path(rest)
 
 
-def _sql(src: SourceConfig, name: str) -> str:
+def source_query(src: SourceConfig, name: str) -> str:
+    """Return the SQL that reads the source: its query, or every row of its table."""
     if src.query:
         return src.query.strip().rstrip(";")
     table = src.table or name
@@ -408,11 +409,11 @@ def read_source(
     what = describe_source(name, src)
     try:
         if uri.startswith("duckdb://"):
-            return _read_duckdb(_db_path(uri, "duckdb", cfg), _sql(src, name), plan)
+            return _read_duckdb(_db_path(uri, "duckdb", cfg), source_query(src, name), plan)
         if uri.startswith("sqlite://"):
-            return _read_sqlite(_db_path(uri, "sqlite", cfg), _sql(src, name), plan)
+            return _read_sqlite(_db_path(uri, "sqlite", cfg), source_query(src, name), plan)
         if uri.startswith(("postgresql://", "postgres://")):
-            return _read_postgres(uri, secrets.password, _sql(src, name), plan)
+            return _read_postgres(uri, secrets.password, source_query(src, name), plan)
         return _read_files(src, cfg, plan)
     except ConfigError:
         raise
@@ -619,7 +620,10 @@ def plan_read(name: str, cfg: Config, window: Window) -> ReadPlan:
         return ReadPlan(columns)
     days = lookback_days(name, cfg)
     start = window.since(days) - _MARGIN if days else None
-    end, keep_after = window.end + _MARGIN, window.run_time - _MARGIN
+    # from the start of the run's day: a re-run later that day asks for the same rows (the
+    # exact cut at the run time is point_in_time's), so the extraction cache can serve it
+    run_day = datetime.combine(window.run_time.date(), time.min)
+    end, keep_after = window.end + _MARGIN, run_day - _MARGIN
     gap = keep_after > end  # none when the run is as of today: every later row is impossible
     return ReadPlan(
         columns,
@@ -631,20 +635,32 @@ def plan_read(name: str, cfg: Config, window: Window) -> ReadPlan:
     )
 
 
-def extract_dataset(
-    name: str, cfg: Config, window: Window, reader: Callable[..., pl.DataFrame] = read_source
+def read_typed(
+    name: str, cfg: Config, plan: ReadPlan, reader: Callable[..., pl.DataFrame] = read_source
 ) -> pl.DataFrame:
-    """Read, map and cast one dataset as of ``window``; rows after it are not read."""
+    """Read what ``plan`` asks of one source and map and cast it to its canonical dataset."""
     src = cfg.sources[name]
     ds = DATASETS[name]
-    raw = reader(name, src, cfg, plan_read(name, cfg, window))
+    raw = reader(name, src, cfg, plan)
     what = describe_source(name, src)
     if raw.width == 0:
         if ds.name == "accounts":
             raise SourceError(f"{what} is empty: there are no accounts to score.")
         return _empty_typed(ds)
-    typed = to_canonical(raw, ds, src, what)
-    return _cutoff_filter(typed, ds, window, lookback_days(name, cfg))
+    return to_canonical(raw, ds, src, what)
+
+
+def point_in_time(typed: pl.DataFrame, name: str, cfg: Config, window: Window) -> pl.DataFrame:
+    """Keep the rows a run as of ``window`` sees (and the impossible ones, for quarantine)."""
+    return _cutoff_filter(typed, DATASETS[name], window, lookback_days(name, cfg))
+
+
+def extract_dataset(
+    name: str, cfg: Config, window: Window, reader: Callable[..., pl.DataFrame] = read_source
+) -> pl.DataFrame:
+    """Read, map and cast one dataset as of ``window``; rows after it are not read."""
+    typed = read_typed(name, cfg, plan_read(name, cfg, window), reader)
+    return point_in_time(typed, name, cfg, window)
 
 
 def _empty_typed(ds: Dataset) -> pl.DataFrame:

@@ -476,9 +476,16 @@ _ZERO_WHEN_PRESENT = {
 
 
 def build_features_many(
-    data: dict[str, pl.DataFrame], cfg: Config, dates: Iterable[date]
+    data: dict[str, pl.DataFrame], cfg: Config, dates: Iterable[date], population: bool = True
 ) -> pl.DataFrame:
-    """Return one row of features per account active on each date, sorted by date and account."""
+    """Return one row of features per account active on each date, sorted by date and account.
+
+    Every feature is a function of one account's rows, except the purchase model, which is
+    fitted over the whole population: with ``population=False`` it is left out, so a partition
+    of the accounts can be computed alone and the model added after the partitions are joined
+    (``add_population_features``).
+    """
+    dates = list(dates)
     w = cfg.windows
     span = Span.of(dates, data["accounts"])
     as_of = pl.LazyFrame({"as_of": span.dates})
@@ -512,21 +519,31 @@ def build_features_many(
     skip = {"as_of", *names}
     keep = [c for c in out.collect_schema().names() if not c.startswith("_") and c not in skip]
     features = out.select(*keep, "as_of", *names).sort("as_of", "account_id").collect()
+    return add_population_features(features, data, cfg, dates) if population else features
+
+
+def add_population_features(
+    features: pl.DataFrame, data: dict[str, pl.DataFrame], cfg: Config, dates: Iterable[date]
+) -> pl.DataFrame:
+    """Add the features fitted over every account (the BG/NBD purchase model, when chosen)."""
     if cfg.kpis.clv_method == "bgnbd" and "orders" in data:
-        features = features.join(_purchase_model(data["orders"], span.dates), on=KEYS, how="left")
+        model = _purchase_model(data["orders"], sorted(set(dates)))
+        return features.join(model, on=KEYS, how="left")
     return features
 
 
 def _purchase_model(orders: pl.DataFrame, dates: Iterable[date]) -> pl.DataFrame:
     """P(alive), expected purchases and their 4-week change, fitted point in time per date."""
+    wanted = list(dates)
+    back = timedelta(days=28)
+    # one fit per distinct date: in a weekly backfill "4 weeks before" is an earlier date's fit
+    fits = {d: purchase_features(orders, d) for d in sorted({*wanted, *(w - back for w in wanted)})}
     frames = []
-    for d in dates:
-        now = purchase_features(orders, d)
-        before = purchase_features(orders, d - timedelta(days=28)).select(
-            "account_id", pl.col("p_alive").alias("_p_before")
-        )
+    for d in wanted:
+        before = fits[d - back].select("account_id", pl.col("p_alive").alias("_p_before"))
         frames.append(
-            now.join(before, on="account_id", how="left")
+            fits[d]
+            .join(before, on="account_id", how="left")
             .with_columns(
                 (pl.col("p_alive") - pl.col("_p_before")).alias("p_alive_change_4w"),
                 pl.lit(d).alias("as_of"),

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from flows.params import WeeklyParams
 from flows.weekly import weekly_flow
 from tasks.errors import ValidationGateError
 from tests.conftest import DEMO_END
@@ -62,7 +63,7 @@ def test_validation_gate_failure_sends_an_alert(demo: Path, smtp_inbox: _Inbox) 
     (demo / "surveys" / "csat.csv").unlink()
     (demo / "surveys" / "ces.csv").unlink()
     with pytest.raises(ValidationGateError, match="survey_responses"):
-        weekly_flow(config_path=str(config), as_of=DEMO_END)
+        weekly_flow(WeeklyParams(config_path=str(config), as_of=DEMO_END))
     assert not (demo / "out" / DEMO_END.isoformat()).exists()  # nothing published for the date
     assert len(smtp_inbox.messages) == 1
     rcpt, msg = smtp_inbox.messages[0]

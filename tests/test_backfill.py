@@ -17,6 +17,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from flows.backfill import backfill_flow
+from flows.params import BackfillParams, WeeklyParams
 from flows.weekly import weekly_flow
 from tasks.backfill import SpanWindow, as_of_slice, dates_between
 from tasks.config import Config, load_config, parse_config
@@ -172,13 +173,15 @@ def _outputs(folder: Path) -> dict[str, object]:
 def test_backfill_gives_the_same_results_as_single_runs(demo: Path) -> None:
     config = str(demo / "chs.toml")
     start = DEMO_END - timedelta(weeks=5)
-    results = backfill_flow(config_path=config, start=start, end=DEMO_END, every_days=7)
+    results = backfill_flow(
+        BackfillParams(config_path=config, start=start, end=DEMO_END, every_days=7)
+    )
     days = dates_between(start, DEMO_END, 7)
     assert [r.as_of for r in results] == days
     backfilled = {d: _outputs(demo / "out" / d.isoformat()) for d in days}
     # the first date has no history before it; the last reads 1 and 4 weeks back from the pass
     for d in (days[0], days[-1]):
-        weekly_flow(config_path=config, as_of=d)
+        weekly_flow(WeeklyParams(config_path=config, as_of=d))
         single = _outputs(demo / "out" / d.isoformat())
         assert_frame_equal(single["scores"], backfilled[d]["scores"])  # type: ignore[arg-type]
         assert_frame_equal(single["actions"], backfilled[d]["actions"])  # type: ignore[arg-type]
@@ -197,23 +200,30 @@ def test_a_killed_backfill_resumes_without_duplicates(demo: Path) -> None:
     args = ["backfill", "--config", config, "--start", str(start), "--end", str(end)]
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
     env.pop("PREFECT_API_URL", None)  # its own temporary server, killed with it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *args],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = demo / "killed.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", *args],
+            env=env,
+            start_new_session=True,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     out = demo / "out"
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and len(list(out.glob("????-??-??"))) < 3:
+    while (
+        time.monotonic() < deadline
+        and proc.poll() is None
+        and len(list(out.glob("????-??-??"))) < 3
+    ):
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     published = sorted(p.name for p in out.glob("????-??-??"))
-    assert 3 <= len(published) < 8, "the backfill was not killed half-way"
+    tail = log.read_text(errors="replace")[-3000:]
+    assert 3 <= len(published) < 8, f"the backfill was not killed half-way:\n{tail}"
 
-    results = backfill_flow(config_path=config, start=start, end=end, every_days=7)
+    results = backfill_flow(BackfillParams(config_path=config, start=start, end=end, every_days=7))
     days = dates_between(start, end, 7)
     assert len(results) < len(days)  # dates the killed run finished are not done again
     assert sorted(p.name for p in out.glob("????-??-??")) == [d.isoformat() for d in days]

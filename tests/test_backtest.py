@@ -14,6 +14,7 @@ from polars.testing import assert_frame_equal
 
 from flows.backfill import backfill_flow
 from flows.backtest import backtest_flow, read_accounts
+from flows.params import BackfillParams
 from tasks.backtest import (
     auc,
     backtest,
@@ -202,7 +203,7 @@ def test_learned_config_drops_measures_that_do_not_lower_churn() -> None:
 def test_backtest_of_a_backfilled_demo(demo: Path) -> None:
     config = str(demo / "chs.toml")
     backfill_flow(
-        config_path=config, start=DEMO_END - timedelta(weeks=40), end=DEMO_END, every_days=7
+        BackfillParams(config_path=config, start=DEMO_END - timedelta(weeks=40), end=DEMO_END)
     )
     report = backtest_flow(config_path=config, as_of=DEMO_END)
     written = json.loads((demo / "out" / "backtest.json").read_text())

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from flows.cli import main
+from flows.params import WeeklyParams
 from flows.weekly import weekly_flow
 from tasks.charts import decode_png
 from tasks.config import Config, parse_config
@@ -668,7 +669,7 @@ def test_weekly_run_keeps_mail_in_the_outbox_when_the_server_is_down_and_chs_sen
     monkeypatch.setenv("CHS_SMTP_SECURITY", "none")
     monkeypatch.setattr("tasks.deliver.time", SimpleNamespace(sleep=lambda _s: None))
     config = str(demo / "chs.toml")
-    r = weekly_flow(config_path=config, as_of=DEMO_END, send=True)
+    r = weekly_flow(WeeklyParams(config_path=config, as_of=DEMO_END, send=True))
     assert r.smtp
     assert r.emails > 2
     assert (r.sent, r.pending) == (0, r.emails)  # the run finished; the mail waits

@@ -20,8 +20,8 @@ def test_weekly_and_backfill_deployments(demo: Path) -> None:
     assert backfill.name == "backfill"
     sched = weekly.schedules[0].schedule
     assert (sched.cron, sched.timezone) == ("30 5 * * 1", "Europe/Berlin")
-    assert weekly.parameters == {"config_path": str(config.resolve()), "send": True}
-    assert backfill.parameters["send"] is False
+    assert weekly.parameters == {"params": {"config_path": str(config.resolve()), "send": True}}
+    assert backfill.parameters == {}  # start and end are given when it is run
     assert not backfill.schedules
     assert weekly.concurrency_limit == 1
 

@@ -100,7 +100,7 @@ async def _run_and_inspect(as_of: str) -> tuple[str, list[str], str | None]:
         )
         run = await run_deployment(
             "customer-health-weekly/weekly",
-            parameters={"as_of": as_of, "send": False},
+            parameters={"params": {"as_of": as_of, "send": False}},
             timeout=240,
             poll_interval=2,
         )

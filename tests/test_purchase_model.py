@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tasks.config import parse_config
+from tasks.config import Config, parse_config
 from tasks.features import build_features
 from tasks.kpis import compute_kpis
 from tasks.render import p_alive_drops
@@ -17,7 +17,8 @@ from tests.test_clv_features import _orders
 AS_OF = date(2025, 12, 31)
 
 
-def test_purchase_model_feeds_measures_kpis_and_report() -> None:
+def purchase_data() -> tuple[dict[str, pl.DataFrame], Config]:
+    """Accounts and orders that support a BG/NBD fit, and a config that asks for it."""
     orders = _orders()
     ids = orders["account_id"].unique().sort()
     accounts = pl.DataFrame(
@@ -27,15 +28,20 @@ def test_purchase_model_feeds_measures_kpis_and_report() -> None:
     cfg = parse_config(
         {"sources": {"accounts": {"uri": "a.csv"}}, "kpis": {"clv_method": "bgnbd"}}, Path(".")
     )
-    # the purchase model adds its two measures to the financial dimension
-    assert {"p_alive", "expected_purchases_90d"} <= {
-        m.name for m in cfg.scoring.measures if m.dimension == "financial"
-    }
     data = {
         "accounts": accounts.with_columns(
             pl.lit(None, pl.Date).alias(c) for c in ("contract_start", "renewal_date", "churned_at")
         ).with_columns(pl.lit("active").alias("status"), pl.lit(None, pl.Int64).alias("seats")),
         "orders": orders.with_columns(pl.lit("order").alias("kind")),
+    }
+    return data, cfg
+
+
+def test_purchase_model_feeds_measures_kpis_and_report() -> None:
+    data, cfg = purchase_data()
+    # the purchase model adds its two measures to the financial dimension
+    assert {"p_alive", "expected_purchases_90d"} <= {
+        m.name for m in cfg.scoring.measures if m.dimension == "financial"
     }
     f = build_features(data, cfg, AS_OF)
     assert f["p_alive"].null_count() == 0

@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from flows.params import WeeklyParams
 from flows.weekly import weekly_flow
 from tasks.schemas import DIMENSIONS
 from tests.conftest import DEMO_END
@@ -43,8 +44,8 @@ KPI_KEYS = {
 def test_weekly_flow_writes_every_output_and_reruns_idempotently(demo: Path) -> None:
     config = str(demo / "chs.toml")
     first = DEMO_END - timedelta(days=7)
-    weekly_flow(config_path=config, as_of=first)
-    r = weekly_flow(config_path=config, as_of=DEMO_END)
+    weekly_flow(WeeklyParams(config_path=config, as_of=first))
+    r = weekly_flow(WeeklyParams(config_path=config, as_of=DEMO_END))
     out = demo / "out" / DEMO_END.isoformat()
     assert r.out == out
     for name in (
@@ -117,7 +118,7 @@ def test_weekly_flow_writes_every_output_and_reruns_idempotently(demo: Path) -> 
     )  # CSS is inlined for e-mail clients
 
     # re-running a date replaces it: same files, no duplicate history rows
-    weekly_flow(config_path=config, as_of=DEMO_END)
+    weekly_flow(WeeklyParams(config_path=config, as_of=DEMO_END))
     con = duckdb.connect(str(demo / "out" / "history.duckdb"), read_only=True)
     per_date = con.execute(
         "select as_of, count(*) from score_history group by as_of order by as_of"
