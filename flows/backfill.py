@@ -32,7 +32,13 @@ from flows.weekly import (
 from tasks.backfill import as_of_slice, batch_id, dates_between
 from tasks.config import Config, load_config
 from tasks.features import by_date
-from tasks.store import HistoryStore, PassHistory, history_context, open_history
+from tasks.store import (
+    HistoryStore,
+    PassHistory,
+    history_context,
+    lookback_days,
+    open_history,
+)
 from tasks.validate import ValidatedDataset
 
 __all__ = ["backfill_flow", "dates_between"]
@@ -105,14 +111,17 @@ def backfill_flow(params: BackfillParams) -> list[RunResult]:
         validated = validate(cfg, raw, run_time)
         per_date = by_date(compute_features(cfg, validated, dates, params), dates)
         batch, done = plan(cfg, dates, validated, history)
-        view = PassHistory(history)
+        view = PassHistory(history, keep_days=lookback_days(cfg))
         results = []
         for i, day in enumerate(dates, start=1):
             if day in done:
                 continue
             context = read_pass(view, cfg, day)
             seen = slice_date(validated, day, run_time, cfg)
-            today = publish_date(cfg, day, per_date[day], seen, context, history, batch)
+            documents = send or params.reports == "all" or day == dates[-1]
+            today = publish_date(
+                cfg, day, per_date.pop(day), seen, context, history, batch, documents
+            )
             view.add(today.snapshot)
             # without --send nothing is delivered; the e-mails stay in each date's outbox
             results.append(result_of(today, deliver(today.out, send) if send else (0, 0, False)))

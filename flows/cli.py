@@ -130,6 +130,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--end", type=_date, required=True)
     p.add_argument("--every", type=_every, default=7, help="step, e.g. 1w (default) or 1d")
     p.add_argument("--send", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument(
+        "--reports",
+        choices=("last", "all"),
+        default="last",
+        help="render report.html and e-mails for the last date only (default) or every date",
+    )
     _scale_args(p)
 
     p = sub.add_parser("validate", help="read and validate every source; write nothing")
@@ -222,7 +228,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}.")
     params = BackfillParams(
-        start=args.start, end=args.end, every_days=args.every, **_run_options(args)
+        start=args.start,
+        end=args.end,
+        every_days=args.every,
+        reports=args.reports,
+        **_run_options(args),
     )
     t = time.perf_counter()
     results = backfill_flow(params)

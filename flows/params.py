@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from datetime import date
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -49,6 +50,13 @@ class BackfillParams(RunOptions):
     start: date = Field(description="first as-of date")
     end: date = Field(description="last as-of date (on or after start)")
     every_days: int = Field(7, ge=1, le=366, description="days between two as-of dates")
+    reports: Literal["last", "all"] = Field(
+        "last",
+        description=(
+            "render report.html and the e-mails for every date ('all') or only the last; the "
+            "data files and history of every date are written either way (with send: all)"
+        ),
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> BackfillParams:

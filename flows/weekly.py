@@ -211,9 +211,14 @@ def render(
     kpi: dict[str, Any],
     validated: dict[str, ValidatedDataset],
     history: dict[str, Any],
+    documents: bool = True,
 ) -> Path:
-    """Render the report and e-mails into a staging folder."""
+    """Write the date's files into a staging folder, with the report and e-mails if asked."""
     log = get_run_logger()
+    if not documents:  # a backfill's earlier dates: data files only
+        return stage_outputs(
+            cfg.out_dir, as_of, scores_table(scored, cfg), actions, kpi, validated, None
+        )
     past = history["kpis"]
     prev_kpis = next(
         (k for k in reversed(past) if k["as_of"] <= (as_of - timedelta(days=4)).isoformat()), None
@@ -281,12 +286,13 @@ def publish_date(
     history: dict[str, Any],
     store_to: HistoryStore | None = None,
     batch: str | None = None,
+    documents: bool = True,
 ) -> Published:
     """Score, recommend, compute KPIs, render and store one date: the steps a run and a backfill share."""
     scored = score(cfg, features, day, history["prev_1w"], history["prev_4w"])
     actions = recommend_actions(cfg, scored, day)
     kpi = kpis(cfg, validated, scored, day, history["arr_start"])
-    stage = render(cfg, day, scored, actions, kpi, validated, history)
+    stage = render(cfg, day, scored, actions, kpi, validated, history, documents)
     run = {
         "run_at": datetime.now(UTC).replace(tzinfo=None),
         "config_hash": cfg.fingerprint(),

@@ -564,8 +564,14 @@ def build_features(data: dict[str, pl.DataFrame], cfg: Config, as_of: date) -> p
 
 def by_date(features: pl.DataFrame, dates: Iterable[date]) -> dict[date, pl.DataFrame]:
     """Split a many-date feature frame into one frame per as-of date (empty when none is active)."""
-    parts = features.partition_by("as_of", as_dict=True, maintain_order=True)
-    found = {key[0]: part for key, part in parts.items()}
+    # the frame is sorted by date: each date is a zero-copy slice, not a copy of its rows
+    found: dict[date, pl.DataFrame] = {}
+    offset = 0
+    for run in features["as_of"].rle().to_list():
+        found[run["value"]] = features.slice(offset, run["len"])
+        offset += run["len"]
+    if offset != features.height or len(found) != features["as_of"].n_unique():
+        raise ValueError("features must be sorted by as_of")
     return {d: found.get(d, features.clear()) for d in dates}
 
 

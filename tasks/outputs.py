@@ -78,9 +78,10 @@ def stage_outputs(
     actions: pl.DataFrame,
     kpis: dict[str, Any],
     validated: dict[str, ValidatedDataset],
-    report_html: str,
+    report_html: str | None,
 ) -> Path:
-    """Write every file of the date into a fresh staging folder and return it."""
+    """Write every file of the date into a fresh staging folder and return it (the report
+    only when there is one: a backfill renders it for its last date unless asked for all)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = out_dir / f".{as_of.isoformat()}.staging-{uuid.uuid4().hex[:8]}"
     stage.mkdir()
@@ -90,7 +91,8 @@ def stage_outputs(
     (stage / "kpis.json").write_text(json.dumps(kpis, indent=2, ensure_ascii=False))
     (stage / "validation.json").write_text(json.dumps(validation_json(validated), indent=2))
     _write_quarantine(validated, stage / "quarantine")
-    (stage / "report.html").write_text(report_html, encoding="utf-8")
+    if report_html is not None:
+        (stage / "report.html").write_text(report_html, encoding="utf-8")
     (stage / "outbox").mkdir()
     return stage
 

@@ -233,6 +233,11 @@ class HistoryStore(HistoryReader, Protocol):
     def close(self) -> None: ...
 
 
+def lookback_days(cfg: Config) -> int:
+    """Return how far back ``history_context`` reads scores: 4 weeks, or the KPI window."""
+    return max(28 + 3, cfg.windows.kpi_days + 7)
+
+
 def history_context(store: HistoryReader, cfg: Config, as_of: date) -> dict[str, Any]:
     """Fetch what a run of ``as_of`` needs: last week's and 4 weeks' ago scores, the ARR at the
     KPI window start, the KPIs of the last 13 weeks and the portfolio trend before this date."""
@@ -537,23 +542,31 @@ class PassHistory:
     """History as a backfill sees it: the store, with the dates of this pass replaced as they
     are computed, so each date reads exactly what a run of it after the previous ones would."""
 
-    def __init__(self, store: HistoryReader) -> None:
+    def __init__(self, store: HistoryReader, keep_days: int | None = None) -> None:
         self.store = store
+        self.keep_days = keep_days  # scores older than this (behind the newest date) are dropped
         self._stored = store.dates()
+        self._added: set[date] = set()
         self._scores: dict[date, pl.DataFrame] = {}
         self._kpis: dict[date, dict[str, Any]] = {}
         self._trend: dict[date, pl.DataFrame] = {}
 
     def add(self, snapshot: Snapshot) -> None:
-        """Make a computed date visible to the dates after it."""
+        """Make a computed (and already stored) date visible to the dates after it."""
         scores = history_scores(snapshot.scores, snapshot.measures)
+        self._added.add(snapshot.as_of)
         self._scores[snapshot.as_of] = scores
         self._kpis[snapshot.as_of] = json.loads(json.dumps(snapshot.kpis))
         self._trend[snapshot.as_of] = portfolio_trend(scores)
+        if self.keep_days is not None:
+            # a later date never reads these scores again; if one did, the store has them
+            oldest = snapshot.as_of - timedelta(days=self.keep_days)
+            for d in [d for d in self._scores if d < oldest]:
+                del self._scores[d]
 
     def dates(self) -> list[date]:
         """Return every date in history or computed in this pass, oldest first."""
-        return sorted(set(self._stored) | set(self._scores))
+        return sorted(set(self._stored) | self._added)
 
     def scores_at(self, as_of: date) -> pl.DataFrame:
         """Return one date's scores, from this pass when it computed the date."""

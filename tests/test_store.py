@@ -274,6 +274,21 @@ def test_pass_history_reads_this_pass_before_the_store(store: HistoryStore) -> N
     assert_frame_equal(view.scores_at(D1), stored, check_column_order=False)
 
 
+def test_pass_history_keeps_only_the_scores_later_dates_read(store: HistoryStore) -> None:
+    days = [D1 + timedelta(weeks=i) for i in range(6)]
+    view = PassHistory(store, keep_days=15)
+    for i, d in enumerate(days):
+        snap = snapshot(d, f"pass{i}")
+        store.write_snapshot(snap)  # a backfill stores each date before the next reads it
+        view.add(snap)
+    assert sorted(view._scores) == days[-3:]  # 15 days back from the newest: 3 weekly dates
+    assert view.dates() == days  # the dropped dates still exist, read from the store
+    old = view.scores_near(days[0], 0)
+    assert old is not None
+    assert old["top_drivers"].unique().to_list() == ["pass0"]
+    assert_frame_equal(old, store.scores_at(days[0]))
+
+
 def test_history_context_of_a_run() -> None:
     cfg = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path("."))
 
