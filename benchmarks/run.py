@@ -31,8 +31,10 @@ import report
 from data import CACHE, END, ROOT, SCALES, ensure_data, run_config
 from worker import STAGES
 
-PROCESS_TASKS = ("weekly_run", "backfill_52w")
-TASKS = ("weekly_run", "backfill_52w", *STAGES, "reference_features")
+from flows.server import local_server
+
+PROCESS_TASKS = ("weekly_run", "weekly_run_server", "backfill_52w")
+TASKS = ("weekly_run", "weekly_run_server", "backfill_52w", *STAGES, "reference_features")
 CHS = ROOT / ".venv" / "bin" / "chs"
 WORKER = Path(__file__).resolve().parent / "worker.py"
 RUNS = CACHE / "runs"
@@ -84,14 +86,21 @@ class ProcessRun:
     timed_out: bool
 
 
-def run_process(cmd: list[str], log_path: Path, timeout: float) -> ProcessRun:
+def run_process(
+    cmd: list[str], log_path: Path, timeout: float, env: dict[str, str] | None = None
+) -> ProcessRun:
     """Run ``cmd`` in its own process group and measure it."""
     load = os.getloadavg()[0]
     timed_out = threading.Event()
     with log_path.open("wb") as out:
         t = time.perf_counter()
         p = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=_env(), start_new_session=True
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env or _env(),
+            start_new_session=True,
         )
         timer = threading.Timer(timeout, _kill_group, (p.pid, timed_out))
         timer.start()
@@ -148,23 +157,39 @@ class Bench:
         if not self.args.keep_outputs:
             shutil.rmtree(out, ignore_errors=True)
 
-    def weekly(self, scale: str, data: Path, i: int) -> None:
-        """Time ``chs run`` as a process, with its own output folder."""
-        tag = f"weekly_run-{i}"
+    def weekly(
+        self,
+        scale: str,
+        data: Path,
+        i: int,
+        task: str = "weekly_run",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """Time ``chs run`` as a process, with its own output folder (``env``: a server's)."""
+        tag = f"{task}-{i}"
         out = self._out(scale, tag)
         config = run_config(data, out, tag)
         cmd = [str(CHS), "run", "--config", str(config), "--as-of", END.isoformat()]
         log_path = RUNS / scale / f"{tag}.log"
-        r = run_process(cmd, log_path, self.args.timeout)
+        r = run_process(cmd, log_path, self.args.timeout, env)
         ok = r.code == 0 and (out / END.isoformat() / "scores.parquet").exists()
         if r.timed_out:
-            self.fail(scale, "weekly_run", f"stopped after {self.args.timeout:.0f} s")
+            self.fail(scale, task, f"stopped after {self.args.timeout:.0f} s")
         elif not ok:
-            self.fail(scale, "weekly_run", f"exit {r.code}:\n{_tail(log_path)}")
+            self.fail(scale, task, f"exit {r.code}:\n{_tail(log_path)}")
         else:
-            self.add(scale, "weekly_run", Measured(r.seconds, r.peak_rss_mb, r.cpu_s, r.load))
-            log(f"{scale} weekly_run #{i}: {r.seconds:.1f} s, peak RSS {r.peak_rss_mb:,.0f} MiB")
+            self.add(scale, task, Measured(r.seconds, r.peak_rss_mb, r.cpu_s, r.load))
+            log(f"{scale} {task} #{i}: {r.seconds:.1f} s, peak RSS {r.peak_rss_mb:,.0f} MiB")
         self._cleanup(out, config)
+
+    def weekly_on_server(self, scale: str, data: Path) -> None:
+        """Time ``chs run`` against a running Prefect server, as a deployment runs it."""
+        home = RUNS / "prefect-home"
+        shutil.rmtree(home, ignore_errors=True)
+        with local_server(home) as env:
+            env = {k: v for k, v in env.items() if not k.startswith("CHS_SMTP")}
+            for i in range(1, self.args.repeats + 1):
+                self.weekly(scale, data, i, "weekly_run_server", env)
 
     def backfill(self, scale: str, data: Path, i: int) -> bool:
         """Time a 52-week ``chs backfill`` as a process; return False when it hit the limit."""
@@ -290,6 +315,8 @@ class Bench:
                 self.stages(name, data, "chain", i, None if every else staged)
             if "reference_features" in tasks:
                 self.stages(name, data, "reference", i, {"reference_features"})
+        if "weekly_run_server" in tasks:
+            self.weekly_on_server(name, data)
         if "backfill_52w" in tasks:
             for i in range(1, (self.args.backfill_repeats or self.args.repeats) + 1):
                 if not self.backfill(name, data, i):

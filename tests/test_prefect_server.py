@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,76 +15,20 @@ from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from flows.server import local_server, stop_process
 from tests.conftest import DEMO_END
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"prefect server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("prefect server did not become healthy")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
 @pytest.fixture
 def prefect_server(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Start `prefect server start` on a free loopback port with its own PREFECT_HOME."""
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_API_URL": api,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-    }
-    env.pop("CHS_SMTP_HOST", None)
-    proc = subprocess.Popen(
-        [
-            str(BIN / "prefect"),
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-ui",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        _wait_healthy(api, proc)
+    """A real `prefect server` on a free loopback port with its own PREFECT_HOME."""
+    with local_server(tmp_path / "prefect-home") as env:
+        env.pop("CHS_SMTP_HOST", None)
+        env["PREFECT_RUNNER_POLL_FREQUENCY"] = "2"  # for `chs serve`: picks up runs sooner
         yield env
-    finally:
-        _stop(proc)
 
 
 async def _run_and_inspect(as_of: str) -> tuple[str, list[str], str | None]:
@@ -141,7 +82,7 @@ def test_serve_and_trigger_a_weekly_run(prefect_server: dict[str, str], demo: Pa
         with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
             state, keys, cron = asyncio.run(_run_and_inspect(DEMO_END.isoformat()))
     finally:
-        _stop(serve)
+        stop_process(serve)
     assert cron == "0 6 * * 1"
     assert state == "COMPLETED"
     assert keys == ["at-risk-accounts", "weekly-summary"]
