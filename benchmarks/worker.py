@@ -29,6 +29,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 import duckdb  # noqa: E402
+import great_expectations  # noqa: E402,F401  # chs loads it while the run starts (preload); not a stage's cost
 import polars as pl  # noqa: E402
 from prefect import Task  # noqa: E402
 

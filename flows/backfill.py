@@ -39,7 +39,7 @@ from tasks.store import (
     lookback_days,
     open_history,
 )
-from tasks.validate import ValidatedDataset
+from tasks.validate import ValidatedDataset, preload
 
 __all__ = ["backfill_flow", "dates_between"]
 
@@ -101,6 +101,7 @@ def slice_date(
 def backfill_flow(params: BackfillParams) -> list[RunResult]:
     """Score every date from start to end in one pass; each date replaces its previous results."""
     log = get_run_logger()
+    preload()  # Great Expectations loads while history and sources are read
     cfg = load_config(Path(params.config_path))
     dates = dates_between(params.start, params.end, params.every_days)
     send = params.send

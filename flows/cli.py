@@ -198,10 +198,8 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     from flows.params import WeeklyParams
     from flows.weekly import weekly_flow
-    from tasks.validate import preload
 
     params = WeeklyParams(as_of=args.as_of, **_run_options(args))
-    preload()  # Great Expectations loads while the flow starts
     t = time.perf_counter()
     r = weekly_flow(params)
     _summary(r, time.perf_counter() - t)
@@ -226,7 +224,6 @@ def _summary(r: Any, seconds: float) -> None:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.backfill import backfill_flow
     from flows.params import BackfillParams
-    from tasks.validate import preload
 
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}.")
@@ -237,7 +234,6 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         reports=args.reports,
         **_run_options(args),
     )
-    preload()  # Great Expectations loads while the flow starts
     t = time.perf_counter()
     results = backfill_flow(params)
     _print(
@@ -318,9 +314,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from flows.backfill import backfill_flow
     from flows.params import BackfillParams, WeeklyParams
     from flows.weekly import weekly_flow
-    from tasks.validate import preload
-
-    preload()
 
     if args.history_weeks > 0:
         start = today - timedelta(days=7 * args.history_weeks)

@@ -38,7 +38,7 @@ from tasks.store import (
     make_snapshot,
     open_history,
 )
-from tasks.validate import ValidatedDataset, gate, validate_dataset
+from tasks.validate import ValidatedDataset, gate, preload, validate_dataset
 
 
 @dataclass
@@ -382,6 +382,7 @@ def _artifacts(
 @flow(name="customer-health-weekly", log_prints=False, on_failure=[alert_on_failure])
 def weekly_flow(params: WeeklyParams) -> RunResult:
     """Score every account for one as-of date and build the report and e-mails."""
+    preload()  # Great Expectations loads while history and sources are read
     cfg = load_config(Path(params.config_path))
     day = params.as_of or date.today()
     run_time = datetime.now()

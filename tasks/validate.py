@@ -37,12 +37,20 @@ if TYPE_CHECKING:
     import great_expectations as gx
 
 
-def preload() -> None:
-    """Import Great Expectations (~5 s) in the background while the run starts.
+_preloading = False
 
-    Called just before a flow starts, so the import overlaps the start of Prefect's API server
-    and the extraction instead of delaying them; the first use waits for it to finish.
+
+def preload() -> None:
+    """Import Great Expectations (~5 s) in a background thread, once per process.
+
+    The flows call it first, so the import overlaps reading history and the sources (I/O and
+    Polars, which release the GIL); the first use waits for it. Started before the flow, it
+    competed with the start of Prefect's API server and made runs slower.
     """
+    global _preloading
+    if _preloading:
+        return
+    _preloading = True
     import pandas  # noqa: F401  # GX's largest shared dependency: imported once, here
 
     def load() -> None:
