@@ -43,6 +43,13 @@ from tasks.validate import ValidatedDataset, preload
 
 __all__ = ["backfill_flow", "dates_between"]
 
+DATES_PER_PASS = 13
+
+
+def chunked(dates: list[date], size: int) -> list[list[date]]:
+    """Split the dates, in order, into runs of at most ``size``."""
+    return [dates[i : i + size] for i in range(0, len(dates), size)]
+
 
 @task(
     name="history-open",
@@ -110,7 +117,11 @@ def backfill_flow(params: BackfillParams) -> list[RunResult]:
     try:
         raw = extract(cfg, dates[-1], run_time, first=dates[0])
         validated = validate(cfg, raw, run_time)
-        per_date = by_date(compute_features(cfg, validated, dates, params), dates)
+        # a quarter of a year of dates per pass: one pass over 52 dates at 100k accounts
+        # peaked at 8 GiB; each date's features do not depend on the other dates of its pass
+        per_date: dict[date, pl.DataFrame] = {}
+        for chunk in chunked(dates, DATES_PER_PASS):
+            per_date |= by_date(compute_features(cfg, validated, chunk, params), chunk)
         batch, done = plan(cfg, dates, validated, history)
         view = PassHistory(history, keep_days=lookback_days(cfg))
         results = []

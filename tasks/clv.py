@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
 
 from tasks.errors import ChsError
@@ -286,6 +285,8 @@ def _maximise(
     log_likelihood: Callable[[FloatArray], FloatArray], start: FloatArray, model: str
 ) -> tuple[FloatArray, float]:
     """Maximise a summed log-likelihood over log-parameters; raise ChsError if it fails."""
+    # scipy.optimize costs ~1 s to import: only runs that fit a model (bgnbd, chs clv) pay it
+    from scipy.optimize import minimize
 
     def objective(log_params: FloatArray) -> float:
         value = -float(np.sum(log_likelihood(np.exp(log_params))))

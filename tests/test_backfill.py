@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from flows.backfill import backfill_flow
+import flows.backfill as backfill_module
+from flows.backfill import backfill_flow, chunked
 from flows.params import BackfillParams, WeeklyParams
 from flows.weekly import weekly_flow
 from tasks.backfill import SpanWindow, as_of_slice, dates_between
@@ -170,7 +171,12 @@ def _outputs(folder: Path) -> dict[str, object]:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
-def test_backfill_gives_the_same_results_as_single_runs(demo: Path) -> None:
+def test_backfill_gives_the_same_results_as_single_runs(
+    demo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 6 dates in passes of 4 and 2: each compared date comes from a different pass
+    monkeypatch.setattr(backfill_module, "DATES_PER_PASS", 4)
+    assert chunked(list(range(6)), 4) == [[0, 1, 2, 3], [4, 5]]  # type: ignore[arg-type]
     config = str(demo / "chs.toml")
     start = DEMO_END - timedelta(weeks=5)
     results = backfill_flow(
