@@ -117,8 +117,9 @@ def backfill_flow(params: BackfillParams) -> list[RunResult]:
     try:
         raw = extract(cfg, dates[-1], run_time, first=dates[0])
         validated = validate(cfg, raw, run_time)
-        # a quarter of a year of dates per pass: one pass over 52 dates at 100k accounts
+        # DATES_PER_PASS dates per features pass: one pass over 52 dates at 100k accounts
         # peaked at 8 GiB; each date's features do not depend on the other dates of its pass
+        # (with partitions > 1, each pass starts its own local Dask cluster)
         per_date: dict[date, pl.DataFrame] = {}
         for chunk in chunked(dates, DATES_PER_PASS):
             per_date |= by_date(compute_features(cfg, validated, chunk, params), chunk)
@@ -135,7 +136,7 @@ def backfill_flow(params: BackfillParams) -> list[RunResult]:
                 cfg, day, per_date.pop(day), seen, context, history, batch, documents
             )
             view.add(today.snapshot)
-            # without --send nothing is delivered; the e-mails stay in each date's outbox
+            # without --send nothing is delivered; the last date's e-mails stay in its outbox
             results.append(result_of(today, deliver(today.out, send) if send else (0, 0, False)))
             log.info("backfill %d/%d: %s done", i, len(dates), day)
     finally:
