@@ -19,7 +19,7 @@ from prefect.cache_policies import NONE
 
 from flows.params import RunOptions
 from tasks.config import Config
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, SourceError
 from tasks.features import add_population_features, build_features_many
 from tasks.partition import split
 
@@ -39,7 +39,7 @@ def dask_runner(opts: RunOptions) -> Any:
     except ImportError:  # pragma: no cover - a dependency of the package
         raise ConfigError("partitions > 1 needs prefect-dask; reinstall the project.") from None
     if opts.dask_address:
-        return DaskTaskRunner(address=opts.dask_address)
+        return DaskTaskRunner(address=opts.dask_address, client_kwargs={"timeout": "10s"})
     workers = max(1, min(opts.partitions, os.cpu_count() or 1))
     return DaskTaskRunner(
         cluster_kwargs={
@@ -57,16 +57,28 @@ def partitioned_features(
     """Compute every account's features in ``opts.partitions`` tasks on Dask and join them."""
     log = get_run_logger()
     parts = split(data, opts.partitions)
-    where = opts.dask_address or "a local Dask cluster"
+    where = (
+        f"the Dask scheduler at {opts.dask_address}"
+        if opts.dask_address
+        else "a local Dask cluster"
+    )
     log.info("features in %d partitions on %s", len(parts), where)
-    with dask_runner(opts) as runner:
-        futures = [
-            runner.submit(
-                features_partition,
-                parameters={"cfg": cfg, "data": part, "dates": dates, "part": i},
-            )
-            for i, part in enumerate(parts)
-        ]
-        frames = [f.result() for f in futures]
+    try:
+        with dask_runner(opts) as runner:
+            futures = [
+                runner.submit(
+                    features_partition,
+                    parameters={"cfg": cfg, "data": part, "dates": dates, "part": i},
+                )
+                for i, part in enumerate(parts)
+            ]
+            frames = [f.result() for f in futures]
+    except (OSError, TimeoutError) as err:  # the feature code does no I/O: this is Dask's
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        fix = "check --dask / dask_address" if opts.dask_address else "run without --partitions"
+        raise SourceError(
+            f"{where[0].upper()}{where[1:]} could not run the partitions ({why}); {fix}.",
+            transient=True,
+        ) from None
     joined = pl.concat(frames, how="vertical").sort("as_of", "account_id")
     return add_population_features(joined, data, cfg, dates)

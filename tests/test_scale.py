@@ -94,3 +94,18 @@ def test_bad_partition_options_are_one_sentence(capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().err.strip() == (
         "chs: error: --dask needs --partitions N with N > 1."
     )
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_an_unreachable_dask_scheduler_is_one_sentence(
+    demo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["run", "--config", str(demo / "chs.toml"), "--as-of", DEMO_END.isoformat()]
+    assert main([*args, "--partitions", "2", "--dask", "tcp://127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(
+        "chs: error: The Dask scheduler at tcp://127.0.0.1:1 could not run the partitions ("
+    )
+    assert err.endswith("); check --dask / dask_address.")
+    assert not (demo / "out" / DEMO_END.isoformat()).exists()  # nothing published
