@@ -131,10 +131,8 @@ def backfill_flow(params: BackfillParams) -> list[RunResult]:
                 continue
             context = read_pass(view, cfg, day)
             seen = slice_date(validated, day, run_time, cfg)
-            documents = send or params.reports == "all" or day == dates[-1]
-            today = publish_date(
-                cfg, day, per_date.pop(day), seen, context, history, batch, documents
-            )
+            emails = send or params.emails == "all" or day == dates[-1]
+            today = publish_date(cfg, day, per_date.pop(day), seen, context, history, batch, emails)
             view.add(today.snapshot)
             # without --send nothing is delivered; the last date's e-mails stay in its outbox
             results.append(result_of(today, deliver(today.out, send) if send else (0, 0, False)))

@@ -131,10 +131,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=_every, default=7, help="step, e.g. 1w (default) or 1d")
     p.add_argument("--send", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument(
-        "--reports",
+        "--emails",
         choices=("last", "all"),
         default="last",
-        help="render report.html and e-mails for the last date only (default) or every date",
+        help="build the e-mails of the last date only (default) or of every date",
     )
     _scale_args(p)
 
@@ -231,7 +231,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         start=args.start,
         end=args.end,
         every_days=args.every,
-        reports=args.reports,
+        emails=args.emails,
         **_run_options(args),
     )
     t = time.perf_counter()

@@ -50,11 +50,11 @@ class BackfillParams(RunOptions):
     start: date = Field(description="first as-of date")
     end: date = Field(description="last as-of date (on or after start)")
     every_days: int = Field(7, ge=1, le=366, description="days between two as-of dates")
-    reports: Literal["last", "all"] = Field(
+    emails: Literal["last", "all"] = Field(
         "last",
         description=(
-            "render report.html and the e-mails for every date ('all') or only the last; the "
-            "data files and history of every date are written either way (with send: all)"
+            "build the e-mails of every date ('all') or only of the last; every date gets its "
+            "files, report and history either way (with send: all)"
         ),
     )
 

@@ -211,14 +211,10 @@ def render(
     kpi: dict[str, Any],
     validated: dict[str, ValidatedDataset],
     history: dict[str, Any],
-    documents: bool = True,
+    emails: bool = True,
 ) -> Path:
-    """Write the date's files into a staging folder, with the report and e-mails if asked."""
+    """Write the date's files and report into a staging folder, and its e-mails if asked."""
     log = get_run_logger()
-    if not documents:  # a backfill's earlier dates: data files only
-        return stage_outputs(
-            cfg.out_dir, as_of, scores_table(scored, cfg), actions, kpi, validated, None
-        )
     past = history["kpis"]
     prev_kpis = next(
         (k for k in reversed(past) if k["as_of"] <= (as_of - timedelta(days=4)).isoformat()), None
@@ -243,10 +239,12 @@ def render(
     stage = stage_outputs(
         cfg.out_dir, as_of, scores_table(scored, cfg), actions, kpi, validated, render_report(ctx)
     )
-    emails = build_emails(scored, actions, ctx, cfg, sender)
-    for address in emails.skipped:
+    if not emails:  # a backfill's earlier dates: their outbox stays empty
+        return stage
+    built = build_emails(scored, actions, ctx, cfg, sender)
+    for address in built.skipped:
         log.warning("no e-mail to %r: not a plain e-mail address", address)
-    write_outbox(emails.messages, stage / "outbox")
+    write_outbox(built.messages, stage / "outbox")
     return stage
 
 
@@ -286,13 +284,13 @@ def publish_date(
     history: dict[str, Any],
     store_to: HistoryStore | None = None,
     batch: str | None = None,
-    documents: bool = True,
+    emails: bool = True,
 ) -> Published:
     """Score, recommend, compute KPIs, render and store one date: the steps a run and a backfill share."""
     scored = score(cfg, features, day, history["prev_1w"], history["prev_4w"])
     actions = recommend_actions(cfg, scored, day)
     kpi = kpis(cfg, validated, scored, day, history["arr_start"])
-    stage = render(cfg, day, scored, actions, kpi, validated, history, documents)
+    stage = render(cfg, day, scored, actions, kpi, validated, history, emails)
     run = {
         "run_at": datetime.now(UTC).replace(tzinfo=None),
         "config_hash": cfg.fingerprint(),

@@ -78,10 +78,9 @@ def stage_outputs(
     actions: pl.DataFrame,
     kpis: dict[str, Any],
     validated: dict[str, ValidatedDataset],
-    report_html: str | None,
+    report_html: str,
 ) -> Path:
-    """Write every file of the date into a fresh staging folder and return it (the report
-    only when there is one: a backfill renders it for its last date unless asked for all)."""
+    """Write every file of the date into a fresh staging folder and return it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = out_dir / f".{as_of.isoformat()}.staging-{uuid.uuid4().hex[:8]}"
     stage.mkdir()
@@ -91,8 +90,7 @@ def stage_outputs(
     (stage / "kpis.json").write_text(json.dumps(kpis, indent=2, ensure_ascii=False))
     (stage / "validation.json").write_text(json.dumps(validation_json(validated), indent=2))
     _write_quarantine(validated, stage / "quarantine")
-    if report_html is not None:
-        (stage / "report.html").write_text(report_html, encoding="utf-8")
+    (stage / "report.html").write_text(report_html, encoding="utf-8")
     (stage / "outbox").mkdir()
     return stage
 
