@@ -34,6 +34,7 @@ from tasks.config import Config, SourceConfig
 from tasks.extract import (
     ReadPlan,
     Window,
+    db_path,
     plan_read,
     point_in_time,
     read_typed,
@@ -60,11 +61,6 @@ def _stat(path: Path) -> list[Any]:
     return [str(path), st.st_size, st.st_mtime_ns]
 
 
-def _db_file(uri: str, cfg: Config) -> Path:
-    rest = uri.split("://", 1)[1][1:]  # after "scheme:///"
-    return Path(rest) if rest.startswith("/") else cfg.path(rest)
-
-
 def _postgres(uri: str, name: str, src: SourceConfig, time_column: str | None) -> list[Any]:
     base = source_query(src, name)
     if time_column:
@@ -89,7 +85,7 @@ def source_fingerprint(
     try:
         uri = resolve_uri(src.uri)
         if uri.startswith(("duckdb://", "sqlite://")):
-            return _stat(_db_file(uri, cfg))
+            return _stat(db_path(uri, uri.split("://", 1)[0], cfg))
         if uri.startswith(("postgresql://", "postgres://")):
             return _postgres(uri, name, src, plan.time_column)
         pattern = str(cfg.path(src.uri))
