@@ -7,22 +7,24 @@ usage or configuration error. Errors are one sentence without a traceback unless
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Prefect reads these at import: no telemetry (there is no internet), and an ephemeral API.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 
-from prefect.logging.configuration import setup_logging  # noqa: E402
-
 from tasks.errors import ChsError, ConfigError  # noqa: E402
+
+if TYPE_CHECKING:
+    from flows.server import TemporaryApi
 
 DEFAULT_CONFIG = "chs.toml"
 
@@ -378,13 +380,59 @@ COMMANDS = {
 }
 
 
+# the commands that run flows, and the modules they import before their first flow call
+FLOW_MODULES = {
+    "run": ("flows.weekly",),
+    "backfill": ("flows.backfill",),
+    "demo": ("flows.demo", "flows.backfill"),
+    "backtest": ("flows.backtest",),
+}
+
+
+def _spawn_api(args: argparse.Namespace) -> TemporaryApi | None:
+    """Start Prefect's temporary API server first thing when a flow will need one.
+
+    In a fresh process (Prefect not imported yet) it starts before Prefect is imported, unless
+    ``PREFECT_API_URL`` is in the environment; ``_use_api`` stops it again if Prefect's
+    settings name a server after all (a profile).
+    """
+    if args.command not in FLOW_MODULES or getattr(args, "skip_run", False):
+        return None
+    from flows.server import TemporaryApi
+
+    if "prefect" not in sys.modules and not os.environ.get("PREFECT_API_URL"):
+        return TemporaryApi()
+    return TemporaryApi() if TemporaryApi.needed() else None
+
+
+def _use_api(args: argparse.Namespace, api: TemporaryApi | None) -> None:
+    """Import the command's flows (and Great Expectations) while the server comes up, then
+    point Prefect at it (see ``flows.server.TemporaryApi``)."""
+    if api is None:
+        return
+    if not api.needed():
+        api.stop()
+        return
+    if args.command in ("run", "backfill"):
+        from tasks.validate import preload
+
+        preload()  # Great Expectations loads here while this process waits for the server
+    for name in FLOW_MODULES[args.command]:
+        importlib.import_module(name)
+    api.activate()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = parser().parse_args(argv)
+    api = _spawn_api(args)
     try:
         if args.command not in ("clv", "init"):
+            from prefect.logging.configuration import setup_logging
+
             setup_logging()  # Prefect's handlers exist from here on, so they can be quietened
             _quiet_prefect(args.debug)
+        _use_api(args, api)
         return COMMANDS[args.command](args)
     except ChsError as err:
         if args.debug:

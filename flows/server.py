@@ -6,6 +6,9 @@ temporary API server that Prefect otherwise starts (about 8 s) in every `chs` pr
 
 from __future__ import annotations
 
+import atexit
+import importlib.util
+import logging
 import os
 import signal
 import socket
@@ -26,7 +29,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], seconds: float) -> None:
+def _wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], seconds: float, pause: float = 0.5
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -36,7 +41,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], seconds: float) -> No
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(pause)
     raise TimeoutError(f"prefect server at {url} did not become healthy in {seconds:.0f} s")
 
 
@@ -81,3 +86,88 @@ def local_server(home: Path, wait_s: float = 90) -> Iterator[dict[str, str]]:
         yield env
     finally:
         stop_process(proc)
+
+
+class TemporaryApi:
+    """Prefect's temporary API server, started as early as the command line knows it needs one.
+
+    Without ``PREFECT_API_URL`` Prefect starts the same server itself on the flow's first API
+    call, after our imports, and waits for it (about 5 s, half of it importing the server into
+    this process just to spawn it). Started here it comes up in its own process while this one
+    imports the flows. The command is Prefect's own (``SubprocessASGIServer`` in
+    ``prefect.server.api.server``, Prefect 3.8): uvicorn serving ``create_app`` with the UI off.
+    If it does not come up, nothing is set and Prefect starts its own server as before.
+    """
+
+    ENV = {
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+    }
+
+    def __init__(self) -> None:
+        spec = importlib.util.find_spec("prefect")  # not imported: this may run before Prefect
+        if spec is None or spec.origin is None:
+            raise RuntimeError("prefect is not installed")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api"
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            str(Path(spec.origin).parent.parent),
+        ]
+        cmd += ["--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1"]
+        cmd += ["--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
+        self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+            cmd,
+            env={**os.environ, **self.ENV},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        atexit.register(self.stop)
+
+    @staticmethod
+    def needed() -> bool:
+        """True when runs would otherwise start Prefect's temporary server (no API configured)."""
+        from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE
+
+        return not PREFECT_API_URL.value() and bool(PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value())
+
+    def ready(self, seconds: float) -> bool:
+        """Wait for the server to answer; False when it exited or did not answer in time."""
+        try:
+            _wait_healthy(self.url, self.proc, seconds, pause=0.05)
+        except (RuntimeError, TimeoutError):
+            return False
+        return True
+
+    def activate(self, seconds: float = 60) -> None:
+        """Point Prefect at this server for the rest of the process, once it answers.
+
+        The server stops when the process exits (``atexit``, registered before Prefect's own
+        exit hooks, so its log and event workers still reach it while they drain). If it did
+        not come up (e.g. the port was taken meanwhile), Prefect starts its own server.
+        """
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        logging.getLogger("prefect").info(
+            "Using a temporary server on http://127.0.0.1:%d (PREFECT_API_URL is not set)",
+            self.port,
+        )
+        if self.ready(seconds):
+            # entered and never left (the object is kept: collecting it would leave the block):
+            # a block that ended before the process would let Prefect's workers create clients
+            # without the URL
+            self._settings = temporary_settings(updates={PREFECT_API_URL: self.url})
+            self._settings.__enter__()
+        else:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the server (idempotent)."""
+        if self.proc.poll() is None:
+            logging.getLogger("prefect").info("Stopping temporary server on %s", self.url)
+        stop_process(self.proc)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +76,28 @@ def test_run_stops_before_writing_when_a_source_is_missing(demo: Path) -> None:
     assert p.returncode == 1
     assert "outcomes source outcomes.jsonl: file" in _one_sentence(p)
     assert not (demo / "out" / DEMO_END.isoformat()).exists()
+
+
+@pytest.mark.slow
+def test_run_as_a_process_starts_its_own_api_first_and_stops_it(demo: Path) -> None:
+    """Without PREFECT_API_URL, `chs run` starts the temporary API itself before importing the
+    flows (so Prefect never starts its own), runs against it and leaves no server behind."""
+    p = _chs("run", "--config", str(demo / "chs.toml"), "--as-of", DEMO_END.isoformat())
+    assert p.returncode == 0, p.stderr
+    logs = p.stdout + p.stderr
+    found = re.search(r"Using a temporary server on http://127\.0\.0\.1:(\d+)", logs)
+    assert found, logs
+    assert "Starting temporary server" not in logs  # Prefect's own temporary server
+    assert (demo / "out" / DEMO_END.isoformat() / "scores.csv").exists()
+    with socket.socket() as s:  # stopped at exit: nothing listens on its port any more
+        assert s.connect_ex(("127.0.0.1", int(found.group(1)))) != 0
+
+
+def test_no_temporary_api_where_one_is_configured_or_no_flow_runs(prefect_harness: None) -> None:
+    from flows.cli import _spawn_api, parser
+    from flows.server import TemporaryApi
+
+    assert not TemporaryApi.needed()  # the harness sets PREFECT_API_URL
+    assert _spawn_api(parser().parse_args(["run"])) is None
+    assert _spawn_api(parser().parse_args(["validate"])) is None
+    assert _spawn_api(parser().parse_args(["demo", "--skip-run"])) is None
