@@ -1,14 +1,17 @@
 """The backfill flow: score every date of a range in one pass over the data, oldest first.
 
-The sources are read and validated once for the whole range and every date's features come
-from one query; each date then goes through the same steps as a weekly run (score, recommend,
-KPIs, render, store), reading last week's scores from the dates computed before it. A date's
-history and files are replaced atomically, so a backfill killed half-way and re-run finishes
-with no duplicates; dates it already wrote with the same config, code and data are skipped.
+The sources are read and validated once for the whole range, and the features come from one
+pass over the data per DATES_PER_PASS dates. Each date then goes through the same steps as a
+weekly run (score, recommend, KPIs, render, store), reading last week's scores from the dates
+computed before it; a date is stored in the background while the next one is computed. A
+date's history and files are replaced atomically, so a backfill killed half-way and re-run
+finishes with no duplicates; dates it already wrote with the same config, code and data are
+skipped.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -17,19 +20,22 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
+from prefect.futures import PrefectFuture
 
 from flows.params import BackfillParams
 from flows.weekly import (
+    Published,
     RunResult,
     code_version,
     compute_features,
     deliver,
     extract,
-    publish_date,
+    prepare_date,
     result_of,
+    store,
     validate,
 )
-from tasks.backfill import as_of_slice, batch_id, dates_between
+from tasks.backfill import as_of_slice, batch_id, counted_only, dates_between
 from tasks.config import Config, load_config
 from tasks.features import by_date
 from tasks.store import (
@@ -104,40 +110,65 @@ def slice_date(
     return as_of_slice(validated, as_of, run_time, cfg)
 
 
+@dataclass
+class Storing:
+    """A prepared date whose history and files are being written by a background task."""
+
+    prepared: Published
+    future: PrefectFuture[Path]
+
+    def finish(self, send: bool, dates: list[date]) -> RunResult:
+        """Wait until the date is stored and published (a failure raises), then deliver it."""
+        done = replace(self.prepared, out=self.future.result())
+        # without --send nothing is delivered; the last date's e-mails stay in its outbox
+        delivered = deliver(done.out, send) if send else (0, 0, False)
+        day = done.snapshot.as_of
+        get_run_logger().info("backfill %d/%d: %s done", dates.index(day) + 1, len(dates), day)
+        return result_of(done, delivered)
+
+
 @flow(name="customer-health-backfill")
 def backfill_flow(params: BackfillParams) -> list[RunResult]:
     """Score every date from start to end in one pass; each date replaces its previous results."""
-    log = get_run_logger()
     preload()  # Great Expectations loads while history and sources are read
     cfg = load_config(Path(params.config_path))
     dates = dates_between(params.start, params.end, params.every_days)
     send = params.send
     run_time = datetime.now()
     history = open_store(cfg)
+    storing: Storing | None = None  # the date being stored while the next one is computed
     try:
         raw = extract(cfg, dates[-1], run_time, first=dates[0])
         validated = validate(cfg, raw, run_time)
-        # DATES_PER_PASS dates per features pass: one pass over 52 dates at 100k accounts
-        # peaked at 8 GiB; each date's features do not depend on the other dates of its pass
-        # (with partitions > 1, each pass starts its own local Dask cluster)
-        per_date: dict[date, pl.DataFrame] = {}
-        for chunk in chunked(dates, DATES_PER_PASS):
-            per_date |= by_date(compute_features(cfg, validated, chunk, params), chunk)
+        del raw  # the validated frames are all the rest reads
         batch, done = plan(cfg, dates, validated, history)
-        view = PassHistory(history, keep_days=lookback_days(cfg))
-        results = []
-        for i, day in enumerate(dates, start=1):
-            if day in done:
-                continue
-            context = read_pass(view, cfg, day)
-            seen = slice_date(validated, day, run_time, cfg)
-            emails = send or params.emails == "all" or day == dates[-1]
-            today = publish_date(cfg, day, per_date.pop(day), seen, context, history, batch, emails)
-            view.add(today.snapshot)
-            # without --send nothing is delivered; the last date's e-mails stay in its outbox
-            results.append(result_of(today, deliver(today.out, send) if send else (0, 0, False)))
-            log.info("backfill %d/%d: %s done", i, len(dates), day)
+        todo = [d for d in dates if d not in done]
+        view = PassHistory(history, keep_days=lookback_days(cfg), span=(dates[0], dates[-1]))
+        counted = counted_only(validated)  # what the dates read of the sources after features
+        results: list[RunResult] = []
+        # features in passes of DATES_PER_PASS dates, each pass's dates published before the
+        # next pass: one pass over 52 dates at 100k accounts peaked at 8 GiB; each date's
+        # features do not depend on the other dates of its pass (with partitions > 1, each
+        # pass starts its own local Dask cluster)
+        for chunk in chunked(todo, DATES_PER_PASS):
+            per_date = by_date(compute_features(cfg, validated, chunk, params), chunk)
+            for day in chunk:
+                context = read_pass(view, cfg, day)
+                seen = slice_date(counted, day, run_time, cfg)
+                emails = send or params.emails == "all" or day == dates[-1]
+                today = prepare_date(cfg, day, per_date.pop(day), seen, context, batch, emails)
+                view.add(today.snapshot)  # the next date reads it from here, not the store
+                if storing is not None:
+                    results.append(storing.finish(send, dates))
+                # one date in the background, oldest first: each is stored and published
+                # before the next is stored, so a resumed backfill still redoes at most one
+                storing = Storing(today, store.submit(cfg, today.snapshot, today.out, history))
+        if storing is not None:
+            results.append(storing.finish(send, dates))
+            storing = None
     finally:
+        if storing is not None:  # a failure while a date was being stored: let it finish
+            storing.future.wait()
         history.close()
     create_markdown_artifact(
         key="backfill-summary",

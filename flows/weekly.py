@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -267,7 +267,11 @@ def store(
 
 @dataclass
 class Published:
-    """One scored and published as-of date."""
+    """One scored as-of date: its results, its history snapshot and its folder of files.
+
+    ``out`` is where the files are once stored; before that (``prepare_date``) it is the
+    staging folder.
+    """
 
     scored: pl.DataFrame
     actions: pl.DataFrame
@@ -276,17 +280,16 @@ class Published:
     snapshot: Snapshot
 
 
-def publish_date(
+def prepare_date(
     cfg: Config,
     day: date,
     features: pl.DataFrame,
     validated: dict[str, ValidatedDataset],
     history: dict[str, Any],
-    store_to: HistoryStore | None = None,
     batch: str | None = None,
     emails: bool = True,
 ) -> Published:
-    """Score, recommend, compute KPIs, render and store one date: the steps a run and a backfill share."""
+    """Score, recommend, compute KPIs and render one date into a staging folder (not stored)."""
     scored = score(cfg, features, day, history["prev_1w"], history["prev_4w"])
     actions = recommend_actions(cfg, scored, day)
     kpi = kpis(cfg, validated, scored, day, history["arr_start"])
@@ -299,8 +302,7 @@ def publish_date(
         "batch": batch,
     }
     snapshot = make_snapshot(cfg, day, scored, actions, kpi, run)
-    out = store(cfg, snapshot, stage, store_to)
-    return Published(scored, actions, kpi, out, snapshot)
+    return Published(scored, actions, kpi, stage, snapshot)
 
 
 def result_of(done: Published, delivered: tuple[int, int, bool]) -> RunResult:
@@ -388,7 +390,8 @@ def weekly_flow(params: WeeklyParams) -> RunResult:
     raw = extract(cfg, day, run_time)
     validated = validate(cfg, raw, run_time)
     feats = compute_features(cfg, validated, [day], params)
-    done = publish_date(cfg, day, feats, validated, history)
+    prepared = prepare_date(cfg, day, feats, validated, history)
+    done = replace(prepared, out=store(cfg, prepared.snapshot, prepared.out))
     result = result_of(done, deliver(done.out, params.send))
     _artifacts(result, done.scored, done.actions, done.kpi)
     return result

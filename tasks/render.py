@@ -377,7 +377,9 @@ def latest_comments(surveys: pl.DataFrame | None, as_of: date, days: int) -> pl.
 def _account_rows(
     df: pl.DataFrame, actions: pl.DataFrame, comments: pl.DataFrame | None = None
 ) -> list[dict[str, Any]]:
-    acts = actions.group_by("account_id", maintain_order=True).agg(
+    # the listed accounts only: grouping every action (100k at scale) cost 0.1 s per list
+    listed = actions.join(df.select("account_id"), on="account_id", how="semi")
+    acts = listed.group_by("account_id", maintain_order=True).agg(
         pl.col("action").str.join("; ").alias("actions")
     )
     rows = df.join(acts, on="account_id", how="left", maintain_order="left")

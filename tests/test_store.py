@@ -289,6 +289,74 @@ def test_pass_history_keeps_only_the_scores_later_dates_read(store: HistoryStore
     assert_frame_equal(old, store.scores_at(days[0]))
 
 
+def test_pass_history_reads_kpis_and_trend_of_its_span_once(store: HistoryStore) -> None:
+    """With its span, the view reads stored KPIs and trend up front (a backfill stores a date in
+    the background while the next reads); what it returns equals reading the store each time."""
+    for i in range(4):
+        store.write_snapshot(snapshot(D1 + timedelta(weeks=i), f"stored{i}"))
+    calls: list[str] = []
+
+    class Counting:  # the real store, counting the reads that go to it
+        def __getattr__(self, name: str) -> Any:
+            calls.append(name)
+            return getattr(store, name)
+
+    d3, d5 = D1 + timedelta(weeks=2), D1 + timedelta(weeks=4)
+    preloaded = PassHistory(Counting(), span=(d3, d5))  # type: ignore[arg-type]
+    lazy = PassHistory(store)
+    for view in (preloaded, lazy):
+        view.add(snapshot(d3, "pass", accounts=4))
+    calls.clear()
+    for end in (d3, d5):
+        assert preloaded.kpis_between(D1, end) == lazy.kpis_between(D1, end)
+        assert_frame_equal(preloaded.trend(end, 3), lazy.trend(end, 3))
+    assert calls == []
+    assert [k["marker"] for k in preloaded.kpis_between(D1, d5)] == [
+        "stored0",
+        "stored1",
+        "pass",
+        "stored3",
+    ]
+    assert preloaded.trend(d5, 12)["accounts"].to_list() == [3, 3, 4, 3]
+    # before its span the view reads the store, as without one
+    early = date(2025, 1, 6)
+    assert preloaded.kpis_between(early, D2) == lazy.kpis_between(early, D2)
+    assert "kpis_between" in calls
+
+
+def test_duckdb_store_reads_in_one_thread_while_another_writes(tmp_path: Path) -> None:
+    """A backfill stores date N on a task thread while date N+1 reads: each thread reads on its
+    own cursor and sees whole dates only."""
+    store = DuckDBHistory(tmp_path / "h.duckdb")
+    days = [D1 + timedelta(weeks=i) for i in range(12)]
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                for d in days:
+                    seen.append(store.scores_at(d).height)
+                store.kpis_between(days[0], days[-1])
+        except BaseException as err:  # reported by the assertion below
+            errors.append(err)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for d in days:
+            store.write_snapshot(snapshot(d, "w", accounts=50))
+    finally:
+        stop.set()
+        reader.join(60)
+    assert errors == []
+    assert seen
+    assert set(seen) <= {0, 50}  # a date is absent or whole, never half written
+    assert [len(store.scores_at(d)) for d in days] == [50] * len(days)
+    store.close()
+
+
 def test_history_context_of_a_run() -> None:
     cfg = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path("."))
 
