@@ -264,15 +264,21 @@ def usage_features(events: pl.LazyFrame, span: Span, days: int) -> pl.LazyFrame:
 
 def support_features(tickets: pl.LazyFrame, span: Span, days: int) -> pl.LazyFrame:
     """Ticket volume, open high/urgent tickets and resolution time as of each date."""
-    t = span.coded(
-        tickets.select(
-            "account_id",
-            "priority",
-            pl.col("opened_at").dt.date().alias(_DAY),
-            pl.col("resolved_at").dt.date().alias("_resolved"),
-            ((pl.col("resolved_at") - pl.col("opened_at")).dt.total_seconds() / 3600).alias("_h"),
+    t = (
+        span.coded(
+            tickets.select(
+                "account_id",
+                "priority",
+                pl.col("opened_at").dt.date().alias(_DAY),
+                pl.col("resolved_at").dt.date().alias("_resolved"),
+                ((pl.col("resolved_at") - pl.col("opened_at")).dt.total_seconds() / 3600).alias(
+                    "_h"
+                ),
+            )
         )
-    )
+        .collect()
+        .lazy()
+    )  # once: the parts below are separate queries
     # open on D: opened by D and not resolved by the end of D
     urgent = t.filter(pl.col("priority").is_in(HIGH_PRIORITIES)).select(
         "_acc",
@@ -325,9 +331,12 @@ def survey_features(
     responses: pl.LazyFrame, span: Span, days: int, ces_flip: tuple[float, float] | None
 ) -> pl.LazyFrame:
     """Account NPS (each respondent's latest answer), CSAT %, CES and participation."""
-    r = span.coded(
-        responses.with_columns(pl.col("submitted_at").dt.date().alias(_DAY))
-    ).with_columns(*_window(span, _DAY, days))
+    r = (
+        span.coded(responses.with_columns(pl.col("submitted_at").dt.date().alias(_DAY)))
+        .with_columns(*_window(span, _DAY, days))
+        .collect()  # once: the parts below are separate queries
+        .lazy()
+    )
     ces = pl.col("score")
     if ces_flip is not None:  # the config says lower CES is better: express it as ease
         ces = ces_flip[0] + ces_flip[1] - ces
@@ -386,13 +395,17 @@ def order_features(orders: pl.LazyFrame, span: Span, days: int) -> pl.LazyFrame:
     """Spend trend, repeat purchases, average order value and recency of the last order."""
     is_refund = pl.col("kind").fill_null("order") == "refund"
     signed = pl.when(is_refund).then(-pl.col("amount")).otherwise(pl.col("amount"))
-    daily = span.coded(
-        orders.group_by("account_id", pl.col("ordered_at").dt.date().alias(_DAY)).agg(
-            (~is_refund).sum().alias("_n"),
-            (pl.col("amount").filter(~is_refund) * _FIXED).round().sum().alias("_amount"),
-            (signed * _FIXED).round().sum().alias("_signed"),
+    daily = (
+        span.coded(
+            orders.group_by("account_id", pl.col("ordered_at").dt.date().alias(_DAY)).agg(
+                (~is_refund).sum().alias("_n"),
+                (pl.col("amount").filter(~is_refund) * _FIXED).round().sum().alias("_amount"),
+                (signed * _FIXED).round().sum().alias("_signed"),
+            )
         )
-    )
+        .collect()
+        .lazy()
+    )  # once: every part below reads it, each in its own query
     since = [span.index(pl.col(_DAY)).alias("_lo"), pl.lit(span.n, pl.Int64).alias("_hi")]
     # the last order holds until the next one: its day number runs through, not a sum
     last = _current(daily.filter(pl.col("_n") > 0).with_columns(since), ["_acc"], [_DAY])
