@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import polars as pl
 
@@ -96,6 +96,15 @@ class Span:
         shifted = day + timedelta(days=plus_days) if plus_days else day
         found = pl.lit(self.dates).search_sorted(shifted, side="left").cast(pl.Int64)
         return pl.when(day.is_not_null()).then(found)
+
+    def recent(self, rows: pl.LazyFrame, column: str, days: int) -> pl.LazyFrame:
+        """Drop rows that no date's ``days``-day window holds (a backfill pass reads a year of
+        events, and a pass of 13 weekly dates needs about 5 months of them)."""
+        first: date = self.dates[0]  # ascending
+        last: date = self.dates[-1]
+        since = datetime.combine(first - timedelta(days=days - 1), datetime.min.time())
+        until = datetime.combine(last + timedelta(days=1), datetime.min.time())
+        return rows.filter(pl.col(column).is_between(since, until, closed="left"))
 
     def indices(self) -> pl.LazyFrame:
         """Every date index, as the column ``_i``."""
@@ -215,7 +224,7 @@ def usage_features(events: pl.LazyFrame, span: Span, days: int) -> pl.LazyFrame:
     # (about n^2 / 2^65 for n ids) is far less likely than any data error
     ev = (
         span.coded(
-            events.select(
+            span.recent(events, "ts", 2 * days).select(
                 "account_id",
                 pl.col("user_id").hash(),
                 pl.col("event").hash(),
