@@ -1,7 +1,7 @@
 """A local Prefect server on loopback, started and stopped around a block of work.
 
 The integration test and the benchmark use it; so can anyone who wants runs without the
-temporary API server that Prefect otherwise starts (about 8 s) in every `chs` process.
+temporary API server that every `chs` process otherwise starts (``TemporaryApi``, below).
 """
 
 from __future__ import annotations
@@ -153,17 +153,19 @@ class TemporaryApi:
         """
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        logging.getLogger("prefect").info(
-            "Using a temporary server on http://127.0.0.1:%d (PREFECT_API_URL is not set)",
-            self.port,
-        )
+        log = logging.getLogger("prefect")
         if self.ready(seconds):
+            log.info(
+                "Using a temporary server on http://127.0.0.1:%d (PREFECT_API_URL is not set)",
+                self.port,
+            )
             # entered and never left (the object is kept: collecting it would leave the block):
             # a block that ended before the process would let Prefect's workers create clients
             # without the URL
             self._settings = temporary_settings(updates={PREFECT_API_URL: self.url})
             self._settings.__enter__()
         else:
+            log.warning("The temporary server did not start; Prefect starts its own.")
             self.stop()
 
     def stop(self) -> None:

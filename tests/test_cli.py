@@ -101,3 +101,17 @@ def test_no_temporary_api_where_one_is_configured_or_no_flow_runs(prefect_harnes
     assert _spawn_api(parser().parse_args(["run"])) is None
     assert _spawn_api(parser().parse_args(["validate"])) is None
     assert _spawn_api(parser().parse_args(["demo", "--skip-run"])) is None
+
+
+def test_a_temporary_api_that_dies_is_not_used(prefect_harness: None) -> None:
+    """If the early server exits, nothing points Prefect at it (Prefect starts its own)."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.server import TemporaryApi
+
+    api = TemporaryApi()
+    before = PREFECT_API_URL.value()
+    api.proc.kill()
+    api.activate(seconds=10)
+    assert api.proc.poll() is not None
+    assert PREFECT_API_URL.value() == before
