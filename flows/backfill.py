@@ -35,7 +35,7 @@ from flows.weekly import (
     store,
     validate,
 )
-from tasks.backfill import as_of_slice, batch_id, counted_only, dates_between
+from tasks.backfill import as_of_slice, batch_id, counted_only, dates_between, hashed_events
 from tasks.config import Config, load_config
 from tasks.features import by_date
 from tasks.store import (
@@ -142,6 +142,7 @@ def backfill_flow(params: BackfillParams) -> list[RunResult]:
         validated = validate(cfg, raw, run_time)
         del raw  # the validated frames are all the rest reads
         batch, done = plan(cfg, dates, validated, history)
+        validated = hashed_events(validated)  # after the plan: it fingerprints the data read
         todo = [d for d in dates if d not in done]
         view = PassHistory(history, keep_days=lookback_days(cfg), span=(dates[0], dates[-1]))
         counted = counted_only(validated)  # what the dates read of the sources after features

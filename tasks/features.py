@@ -218,17 +218,25 @@ def active_accounts(accounts: pl.DataFrame, as_of: date) -> pl.DataFrame:
     return accounts.filter(active_on(pl.lit(as_of)))
 
 
+def hashed_ids(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Replace the events' user and feature names by 64-bit hashes, unless they already are.
+
+    Users and features are told apart by the hash: a collision inside one account (about
+    n^2 / 2^65 for n ids) is far less likely than any data error. A backfill hashes its year
+    of events once (smaller, and not hashed again by every pass); the result is the same.
+    """
+    schema = events.collect_schema()
+    return events.with_columns(
+        pl.col(c).hash() for c in ("user_id", "event") if schema[c] != pl.UInt64
+    )
+
+
 def usage_features(events: pl.LazyFrame, span: Span, days: int) -> pl.LazyFrame:
     """Active days and users, stickiness, breadth and trend from product events."""
-    # users and features are told apart by a 64-bit hash: a collision inside one account
-    # (about n^2 / 2^65 for n ids) is far less likely than any data error
     ev = (
         span.coded(
-            span.recent(events, "ts", 2 * days).select(
-                "account_id",
-                pl.col("user_id").hash(),
-                pl.col("event").hash(),
-                pl.col("ts").dt.date().alias(_DAY),
+            span.recent(hashed_ids(events), "ts", 2 * days).select(
+                "account_id", "user_id", "event", pl.col("ts").dt.date().alias(_DAY)
             )
         )
         .with_columns(*_window(span, _DAY, days))
