@@ -77,7 +77,7 @@ def as_of_slice(
     return out
 
 
-# datasets that, once the features are computed, a date only counts (validation.json)
+# datasets whose rows a backfill's dates only count (validation.json), apart from the features
 COUNTED_ONLY = ("usage_events",)
 
 
