@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from tasks.config import Config, load_config, parse_config
 from tasks.extract import REASON, ROW, extract_dataset
 from tasks.features import build_features, build_features_many, by_date
 from tasks.schemas import DATASETS
+from tasks.store import open_history
 from tasks.validate import CAST, ValidatedDataset
 from tests.conftest import DEMO_END
 
@@ -248,3 +250,35 @@ def test_a_killed_backfill_resumes_without_duplicates(demo: Path) -> None:
     assert all(n == 1 for _, n in runs)
     for d, n, _ in per_date:
         assert pl.read_parquet(out / d.isoformat() / "scores.parquet").height == n
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.usefixtures("prefect_harness")
+def test_backfill_into_postgres_stores_in_the_background_like_duckdb(
+    demo: Path, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A date is stored on a task thread while the next reads history: with the history in a
+    real PostgreSQL the stored dates equal those of the DuckDB store, each stored once."""
+    monkeypatch.setattr(backfill_module, "DATES_PER_PASS", 2)
+    text = (demo / "chs.toml").read_text(encoding="utf-8")
+    pg = re.sub(r'(?m)^history = ".*"$', f'history = "{pg_database}"', text)
+    pg = re.sub(r'(?m)^dir = ".*"$', 'dir = "out-pg"', pg)
+    (demo / "chs-pg.toml").write_text(pg, encoding="utf-8")
+    days = dates_between(DEMO_END - timedelta(weeks=5), DEMO_END, 7)
+    stored = {}
+    for name in ("chs.toml", "chs-pg.toml"):
+        config = str(demo / name)
+        # two dates first: the later dates then read 1 and 4 weeks back from the store while
+        # the date before them is being written
+        for start, end in ((days[0], days[1]), (days[2], days[-1])):
+            backfill_flow(BackfillParams(config_path=config, start=start, end=end, every_days=7))
+        store = open_history(load_config(Path(config)))
+        try:
+            assert store.runs()["as_of"].to_list() == days
+            stored[name] = store.scores_between(days[0], days[-1])
+        finally:
+            store.close()
+    duck, post = stored["chs.toml"], stored["chs-pg.toml"]
+    assert duck["as_of"].unique().sort().to_list() == days
+    assert_frame_equal(duck, post, check_dtypes=False)
