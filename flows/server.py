@@ -45,6 +45,13 @@ def _wait_healthy(
     raise TimeoutError(f"prefect server at {url} did not become healthy in {seconds:.0f} s")
 
 
+def spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a quiet background process in its own session (``stop_process`` stops it whole)."""
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     """Stop a process started in its own session, and everything it started."""
     if proc.poll() is None:
@@ -74,13 +81,7 @@ def local_server(home: Path, wait_s: float = 90) -> Iterator[dict[str, str]]:
     }
     cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-ui"]
-    proc = subprocess.Popen(
-        cmd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = spawn(cmd, env)
     try:
         _wait_healthy(api, proc, wait_s)
         yield env
@@ -120,13 +121,7 @@ class TemporaryApi:
         ]
         cmd += ["--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1"]
         cmd += ["--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
-        self.proc: subprocess.Popen[bytes] = subprocess.Popen(
-            cmd,
-            env={**os.environ, **self.ENV},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        self.proc = spawn(cmd, {**os.environ, **self.ENV})
         atexit.register(self.stop)
 
     @staticmethod

@@ -85,7 +85,7 @@ def source_fingerprint(
     try:
         uri = resolve_uri(src.uri)
         if uri.startswith(("duckdb://", "sqlite://")):
-            return _stat(db_path(uri, uri.split("://", 1)[0], cfg))
+            return _stat(db_path(uri, cfg))
         if uri.startswith(("postgresql://", "postgres://")):
             return _postgres(uri, name, src, plan.time_column)
         pattern = str(cfg.path(src.uri))

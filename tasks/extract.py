@@ -162,9 +162,9 @@ def describe_source(name: str, src: SourceConfig) -> str:
     return f"{name} source {uri}" + (f" ({where})" if where else "")
 
 
-def db_path(uri: str, scheme: str, cfg: Config) -> Path:
+def db_path(uri: str, cfg: Config) -> Path:
     """Return the file of a ``duckdb:///`` or ``sqlite:///`` URL (relative to the config)."""
-    rest = uri[len(scheme) + 3 :]  # after "scheme://"
+    scheme, rest = uri.split("://", 1)
     if not rest.startswith("/"):
         raise ConfigError(f"{uri}: database URLs take three slashes, e.g. {scheme}:///data/crm.db.")
     rest = rest[1:]
@@ -410,9 +410,9 @@ def read_source(
     what = describe_source(name, src)
     try:
         if uri.startswith("duckdb://"):
-            return _read_duckdb(db_path(uri, "duckdb", cfg), source_query(src, name), plan)
+            return _read_duckdb(db_path(uri, cfg), source_query(src, name), plan)
         if uri.startswith("sqlite://"):
-            return _read_sqlite(db_path(uri, "sqlite", cfg), source_query(src, name), plan)
+            return _read_sqlite(db_path(uri, cfg), source_query(src, name), plan)
         if uri.startswith(("postgresql://", "postgres://")):
             return _read_postgres(uri, secrets.password, source_query(src, name), plan)
         return _read_files(src, cfg, plan)

@@ -44,8 +44,9 @@ def preload() -> None:
     """Import Great Expectations (~5 s) in a background thread, once per process.
 
     The flows call it first, so the import overlaps reading history and the sources (I/O and
-    Polars, which release the GIL); the first use waits for it. Started before the flow, it
-    competed with the start of Prefect's API server and made runs slower.
+    Polars, which release the GIL); the first use waits for it. ``chs run`` and ``chs
+    backfill`` call it earlier, while Prefect's temporary API server starts in its own process
+    (``flows.server.TemporaryApi``).
     """
     global _preloading
     if _preloading:
