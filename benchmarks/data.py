@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from flows.demo import make_demo
+from demodata.folder import make_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "benchmarks" / "cache"

@@ -35,7 +35,7 @@ from prefect import Task  # noqa: E402
 
 from flows import weekly  # noqa: E402
 from flows.params import WeeklyParams  # noqa: E402
-from tasks.features import KNOWN_FEATURES  # noqa: E402
+from tasks.features.build import KNOWN_FEATURES
 
 REFERENCE_SQL = Path(__file__).resolve().parent / "reference_features.sql"
 STAGES = (

@@ -13,8 +13,9 @@ from pydantic import ValidationError
 
 from flows.params import WeeklyParams
 from tasks.config import load_config
-from tasks.deliver import SmtpSettings, header_safe, send_outbox, valid_address
 from tasks.errors import ChsError
+from tasks.mail.message import header_safe, valid_address
+from tasks.mail.smtp import SmtpSettings, send_outbox
 
 
 def failure_cause(state: Any) -> str:

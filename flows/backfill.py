@@ -37,14 +37,11 @@ from flows.weekly import (
 )
 from tasks.backfill import as_of_slice, batch_id, counted_only, dates_between, hashed_events
 from tasks.config import Config, load_config
-from tasks.features import by_date
-from tasks.store import (
-    HistoryStore,
-    PassHistory,
-    history_context,
-    lookback_days,
-    open_history,
-)
+from tasks.features.build import by_date
+from tasks.history.connect import open_history
+from tasks.history.context import history_context, lookback_days
+from tasks.history.memory import PassHistory
+from tasks.history.schema import HistoryStore
 from tasks.validate import ValidatedDataset, preload
 
 __all__ = ["backfill_flow", "dates_between"]

@@ -15,8 +15,9 @@ from prefect.cache_policies import NONE
 from tasks.backtest import HORIZON_DAYS, backtest
 from tasks.config import Config, load_config
 from tasks.errors import ChsError
-from tasks.extract import Window, extract_dataset
-from tasks.store import open_history
+from tasks.history.connect import open_history
+from tasks.sources.plan import Window
+from tasks.sources.read import extract_dataset
 from tasks.validate import gate, validate_dataset
 
 

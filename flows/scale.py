@@ -20,7 +20,7 @@ from prefect.cache_policies import NONE
 from flows.params import RunOptions
 from tasks.config import Config
 from tasks.errors import ConfigError, SourceError
-from tasks.features import add_population_features, build_features_many
+from tasks.features.build import add_population_features, build_features_many
 from tasks.partition import split
 
 

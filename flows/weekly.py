@@ -19,25 +19,25 @@ from flows.alerts import alert_on_failure
 from flows.params import RunOptions, WeeklyParams
 from tasks.actions import recommend
 from tasks.backfill import SpanWindow
-from tasks.cache import ExtractCache, extract_cached
 from tasks.config import Config, load_config
-from tasks.deliver import SmtpSettings, build_emails, send_outbox, write_outbox
 from tasks.errors import is_transient
-from tasks.extract import Window
-from tasks.features import build_features_many
+from tasks.features.build import build_features_many
+from tasks.history.connect import open_history
+from tasks.history.context import history_context
+from tasks.history.schema import HistoryStore, Snapshot, make_snapshot
 from tasks.kpis import compute_kpis
+from tasks.mail.compose import build_emails
+from tasks.mail.outbox import write_outbox
+from tasks.mail.smtp import SmtpSettings, send_outbox
 from tasks.outputs import discard, publish, scores_table, stage_outputs, validation_json
 from tasks.overrides import apply_overrides, load_overrides
-from tasks.render import build_context, read_backtest, render_report
+from tasks.report.backtest_view import read_backtest
+from tasks.report.context import build_context
+from tasks.report.templates import render_report
 from tasks.schemas import DATASETS
 from tasks.score import add_trends, score_accounts
-from tasks.store import (
-    HistoryStore,
-    Snapshot,
-    history_context,
-    make_snapshot,
-    open_history,
-)
+from tasks.sources.cache import ExtractCache, extract_cached
+from tasks.sources.plan import Window
 from tasks.validate import ValidatedDataset, gate, preload, validate_dataset
 
 

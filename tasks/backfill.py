@@ -19,9 +19,9 @@ from typing import Any
 import polars as pl
 
 from tasks.config import Config
-from tasks.extract import Window, _cutoff_filter, lookback_days
-from tasks.features import hashed_ids
+from tasks.features.windows import hashed_ids
 from tasks.schemas import DATASETS
+from tasks.sources.plan import Window, cutoff_filter, lookback_days
 from tasks.validate import CAST, ValidatedDataset
 
 
@@ -65,11 +65,11 @@ def as_of_slice(
             out[name] = v
             continue
         back = lookback_days(name, cfg)
-        quarantined = _cutoff_filter(v.quarantined, ds, window, back)
+        quarantined = cutoff_filter(v.quarantined, ds, window, back)
         failed = [{**f, "count": _failed_on(f, quarantined)} for f in v.failed]
         out[name] = ValidatedDataset(
             name=name,
-            accepted=_cutoff_filter(v.accepted, ds, window, back),
+            accepted=cutoff_filter(v.accepted, ds, window, back),
             quarantined=quarantined,
             failed=[f for f in failed if f["count"]],
             engine=v.engine,

@@ -11,9 +11,10 @@ from typing import Any
 
 import polars as pl
 
-from tasks.clv import subscription_clv
+from tasks.clv.model import subscription_clv
 from tasks.config import Config
-from tasks.features import active_accounts, csat_pct_of, nps_of
+from tasks.features.surveys import csat_pct_of, nps_of
+from tasks.features.windows import active_accounts
 from tasks.schemas import SEGMENTS
 
 

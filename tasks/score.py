@@ -16,7 +16,7 @@ import polars as pl
 
 from tasks.config import Config, MeasureConfig
 from tasks.errors import ConfigError
-from tasks.features import KNOWN_FEATURES
+from tasks.features.build import KNOWN_FEATURES
 from tasks.schemas import DIMENSIONS
 
 BAND_POINTS = (0.0, 40.0, 70.0, 100.0)

@@ -31,7 +31,8 @@ import polars as pl
 
 from tasks.config import Config
 from tasks.errors import ConfigError, ValidationGateError
-from tasks.extract import REASON, ROW, describe_source
+from tasks.sources.plan import REASON, ROW
+from tasks.sources.secrets import describe_source
 
 if TYPE_CHECKING:
     import great_expectations as gx

@@ -15,7 +15,7 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from flows.demo import make_demo  # noqa: E402
+from demodata.folder import make_demo
 
 DEMO_END = date(2026, 11, 16)  # a Monday; fixed so the fixture data never changes
 

@@ -23,10 +23,11 @@ from flows.params import BackfillParams, WeeklyParams
 from flows.weekly import weekly_flow
 from tasks.backfill import SpanWindow, as_of_slice, dates_between
 from tasks.config import Config, load_config, parse_config
-from tasks.extract import REASON, ROW, extract_dataset
-from tasks.features import build_features, build_features_many, by_date
+from tasks.features.build import build_features, build_features_many, by_date
+from tasks.history.connect import open_history
 from tasks.schemas import DATASETS
-from tasks.store import open_history
+from tasks.sources.plan import REASON, ROW
+from tasks.sources.read import extract_dataset
 from tasks.validate import CAST, ValidatedDataset
 from tests.conftest import DEMO_END
 

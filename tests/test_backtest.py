@@ -25,8 +25,8 @@ from tasks.backtest import (
     time_split,
 )
 from tasks.config import Config, load_config, parse_config
+from tasks.history.connect import open_history
 from tasks.score import segment_of
-from tasks.store import open_history
 from tests.conftest import DEMO_END
 
 FIRST = date(2025, 1, 6)

@@ -12,10 +12,11 @@ from polars.testing import assert_frame_equal
 
 from flows.params import WeeklyParams
 from flows.weekly import weekly_flow
-from tasks.cache import KEEP, ExtractCache, extract_cached, source_fingerprint
 from tasks.config import load_config, parse_config
-from tasks.extract import Window, extract_dataset, plan_read
 from tasks.schemas import DATASETS
+from tasks.sources.cache import KEEP, ExtractCache, extract_cached, source_fingerprint
+from tasks.sources.plan import Window, plan_read
+from tasks.sources.read import extract_dataset
 from tests.conftest import DEMO_END
 
 RUN = datetime.combine(DEMO_END, datetime.min.time()).replace(hour=23)

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from pydantic import BaseModel
 
-from flows.init import write_starter_config
+from flows.cli.init import write_starter_config
 from tasks.config import (
     ActionRule,
     Config,
@@ -37,8 +37,9 @@ from tasks.config import (
 )
 from tasks.defaults import default_actions, default_measures
 from tasks.errors import ChsError
-from tasks.extract import Window, extract_dataset
 from tasks.schemas import DATASETS
+from tasks.sources.plan import Window
+from tasks.sources.read import extract_dataset
 from tasks.validate import ValidatedDataset, gate, validate_dataset
 
 RUN = datetime(2026, 4, 1, 12)

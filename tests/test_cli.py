@@ -94,13 +94,14 @@ def test_run_as_a_process_starts_its_own_api_first_and_stops_it(demo: Path) -> N
 
 
 def test_no_temporary_api_where_one_is_configured_or_no_flow_runs(prefect_harness: None) -> None:
-    from flows.cli import _spawn_api, parser
+    from flows.cli.main import spawn_api
+    from flows.cli.parser import parser
     from flows.server import TemporaryApi
 
     assert not TemporaryApi.needed()  # the harness sets PREFECT_API_URL
-    assert _spawn_api(parser().parse_args(["run"])) is None
-    assert _spawn_api(parser().parse_args(["validate"])) is None
-    assert _spawn_api(parser().parse_args(["demo", "--skip-run"])) is None
+    assert spawn_api(parser().parse_args(["run"])) is None
+    assert spawn_api(parser().parse_args(["validate"])) is None
+    assert spawn_api(parser().parse_args(["demo", "--skip-run"])) is None
 
 
 def test_a_temporary_api_that_dies_is_not_used(prefect_harness: None) -> None:

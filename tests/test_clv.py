@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from flows.clv import clv_command, format_summary
-from tasks.clv import (
+from flows.cli.clv import clv_command, format_summary
+from tasks.clv.model import (
     BGNBDParams,
     ClvResult,
     GammaGammaParams,

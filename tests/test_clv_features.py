@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import polars as pl
 
-from tasks.clv_features import purchase_features
+from tasks.clv.features import purchase_features
 
 
 def _orders(n: int = 600, seed: int = 1) -> pl.DataFrame:

@@ -33,26 +33,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from flows.cli import main
+from flows.cli.main import main
 from flows.params import WeeklyParams
 from flows.weekly import weekly_flow
-from tasks.charts import decode_png
 from tasks.config import Config, parse_config
-from tasks.deliver import (
-    SENT_LOG,
-    DeliveryError,
-    SmtpSettings,
-    build_emails,
-    build_message,
-    header_safe,
-    pending,
-    safe_csv,
-    send_outbox,
-    valid_address,
-    write_outbox,
-)
 from tasks.errors import ConfigError
-from tasks.render import build_context, render_report
+from tasks.mail.charts import decode_png
+from tasks.mail.compose import build_emails
+from tasks.mail.message import build_message, header_safe, safe_csv, valid_address
+from tasks.mail.outbox import SENT_LOG, DeliveryError, pending, write_outbox
+from tasks.mail.smtp import SmtpSettings, send_outbox
+from tasks.report.context import build_context
+from tasks.report.templates import render_report
 from tests.conftest import DEMO_END
 
 AS_OF = date(2026, 11, 16)
@@ -636,7 +628,7 @@ def test_chs_send_delivers_what_is_left(
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("CHS_SMTP_PASSWORD", PASSWORD)
     args = ["send", "--config", str(tmp_path / "chs.toml")]
-    monkeypatch.setattr("tasks.deliver.time", SimpleNamespace(sleep=lambda _s: None))
+    monkeypatch.setattr("tasks.mail.smtp.time", SimpleNamespace(sleep=lambda _s: None))
     assert main(args) == 1  # the server is down: nothing sent, the outbox is kept
     handler = Handler()
     smtp_server(handler, port=port)
@@ -667,7 +659,7 @@ def test_weekly_run_keeps_mail_in_the_outbox_when_the_server_is_down_and_chs_sen
     monkeypatch.setenv("CHS_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("CHS_SMTP_PORT", str(port))
     monkeypatch.setenv("CHS_SMTP_SECURITY", "none")
-    monkeypatch.setattr("tasks.deliver.time", SimpleNamespace(sleep=lambda _s: None))
+    monkeypatch.setattr("tasks.mail.smtp.time", SimpleNamespace(sleep=lambda _s: None))
     config = str(demo / "chs.toml")
     r = weekly_flow(WeeklyParams(config_path=config, as_of=DEMO_END, send=True))
     assert r.smtp

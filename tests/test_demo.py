@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from tasks.demo import generate_demo
+from demodata.generate import generate_demo
 from tasks.schemas import DATASETS, DEFAULT_SCALES
 
 N = 200

@@ -14,17 +14,10 @@ from polars.testing import assert_frame_equal
 
 from tasks.config import Config, parse_config
 from tasks.errors import ConfigError, SourceError
-from tasks.extract import (
-    REASON,
-    ROW,
-    ReadPlan,
-    Window,
-    extract_dataset,
-    plan_read,
-    read_source,
-    select_sql,
-)
 from tasks.schemas import DATASETS
+from tasks.sources.databases import select_sql
+from tasks.sources.plan import REASON, ROW, ReadPlan, Window, plan_read
+from tasks.sources.read import extract_dataset, read_source
 
 WINDOW = Window(date(2026, 3, 31), datetime(2026, 4, 1, 12))
 ORDERS_HEADER = "order_id,account_id,ordered_at,amount"

@@ -10,7 +10,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from tasks.config import parse_config
-from tasks.features import active_accounts, build_features, csat_pct_of, nps_of
+from tasks.features.build import build_features
+from tasks.features.surveys import csat_pct_of, nps_of
+from tasks.features.windows import active_accounts
 from tasks.kpis import (
     churn_kpis,
     clv_kpis,

@@ -16,10 +16,11 @@ from prefect.blocks.system import Secret
 
 from tasks.config import Config, load_config, parse_config
 from tasks.errors import ConfigError, SourceError
-from tasks.extract import ROW, Window, extract_dataset, plan_read, read_source
-from tasks.features import build_features
+from tasks.features.build import build_features
 from tasks.schemas import DATASETS, DIMENSIONS
 from tasks.score import score_accounts
+from tasks.sources.plan import ROW, Window, plan_read
+from tasks.sources.read import extract_dataset, read_source
 from tasks.validate import validate_dataset
 from tests.conftest import DEMO_END
 

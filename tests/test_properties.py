@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from tasks.config import Config, load_config
-from tasks.extract import REASON, ROW, Window, extract_dataset
-from tasks.features import build_features
+from tasks.features.build import build_features
 from tasks.schemas import DATASETS
 from tasks.score import score_accounts
+from tasks.sources.plan import REASON, ROW, Window
+from tasks.sources.read import extract_dataset
 from tests.conftest import DEMO_END
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 
 from tasks.config import Config, parse_config
-from tasks.features import build_features
+from tasks.features.build import build_features
 from tasks.kpis import compute_kpis
-from tasks.render import p_alive_drops
+from tasks.report.sections import p_alive_drops
 from tasks.score import score_accounts
 from tests.test_clv_features import _orders
 

@@ -23,13 +23,15 @@ import pytest
 
 from tasks.actions import recommend
 from tasks.config import Config, load_config
-from tasks.extract import Window, extract_dataset
-from tasks.features import build_features
+from tasks.features.build import build_features
 from tasks.kpis import compute_kpis
 from tasks.outputs import validation_json
-from tasks.render import build_context, render_report
+from tasks.report.context import build_context
+from tasks.report.templates import render_report
 from tasks.schemas import DATASETS
 from tasks.score import add_trends, score_accounts
+from tasks.sources.plan import Window
+from tasks.sources.read import extract_dataset
 from tasks.validate import validate_dataset
 from tests.conftest import DEMO_END
 

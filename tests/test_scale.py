@@ -11,15 +11,16 @@ import pytest
 from polars.testing import assert_frame_equal
 from pydantic import ValidationError
 
-from flows.cli import main
+from flows.cli.main import main
 from flows.params import BackfillParams, WeeklyParams
 from flows.weekly import weekly_flow
 from tasks.backfill import SpanWindow, dates_between
 from tasks.config import load_config
-from tasks.extract import REASON, ROW, extract_dataset
-from tasks.features import add_population_features, build_features_many
+from tasks.features.build import add_population_features, build_features_many
 from tasks.partition import split
 from tasks.schemas import DATASETS
+from tasks.sources.plan import REASON, ROW
+from tasks.sources.read import extract_dataset
 from tests.conftest import DEMO_END
 from tests.test_purchase_model import AS_OF, purchase_data
 

@@ -18,18 +18,12 @@ from polars.testing import assert_frame_equal
 
 from tasks.config import parse_config
 from tasks.errors import ChsError, ConfigError
-from tasks.store import (
-    DuckDBHistory,
-    HistoryStore,
-    PassHistory,
-    PostgresHistory,
-    Snapshot,
-    history_context,
-    history_scores,
-    nearest,
-    open_history,
-    portfolio_trend,
-)
+from tasks.history.connect import open_history
+from tasks.history.context import history_context
+from tasks.history.duckdb_store import DuckDBHistory
+from tasks.history.memory import PassHistory
+from tasks.history.postgres_store import PostgresHistory
+from tasks.history.schema import HistoryStore, Snapshot, history_scores, nearest, portfolio_trend
 
 D1, D2 = date(2026, 3, 2), date(2026, 3, 9)
 

@@ -10,8 +10,8 @@ import pytest
 
 from tasks.config import SourceConfig, parse_config
 from tasks.errors import ValidationGateError
-from tasks.extract import to_canonical
 from tasks.schemas import DATASETS, SURVEY_RESPONSES
+from tasks.sources.cast import to_canonical
 from tasks.validate import (
     gate,
     load_suite_json,

@@ -30,7 +30,6 @@ MIN_REPEAT_BUYERS = 5
 _PARAM_BOUNDS = (1e-6, 1e6)
 DAYS_PER_YEAR = 365.25
 _CDNOW_COLUMNS = ("master_id", "sample_id", "date", "cds", "dollars")
-
 FloatArray = np.ndarray
 ArrayLike = FloatArray | float
 
@@ -78,9 +77,6 @@ class ClvResult:
     horizon_weeks: float
     time_unit_days: float
     fit_seconds: float
-
-
-# ---------------------------------------------------------------------------- reading
 
 
 def read_cdnow(path: Path | str) -> pl.DataFrame:
@@ -157,9 +153,6 @@ def _canonical_orders(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
         return frame.select(columns)
     except pl.exceptions.PolarsError as err:
         raise ChsError(f"The orders file {path} has an unreadable ordered_at or amount.") from err
-
-
-# ---------------------------------------------------------------------------- RFM summary
 
 
 def _naive_utc(instant: datetime) -> datetime:
@@ -242,9 +235,6 @@ def _holdout_counts(
     days = float((last - _origin(calibration_end).date()).days)
     cohort = pl.DataFrame({"account_id": accounts})
     return cohort.join(counts, on="account_id", how="left").fill_null(0.0), days
-
-
-# ---------------------------------------------------------------------------- BG/NBD
 
 
 def _as_float(values: ArrayLike | pl.Series) -> FloatArray:
@@ -431,9 +421,6 @@ def subscription_clv(arpa: float, gross_margin: float, churn_rate: float | None)
     if churn_rate < 0:
         raise ChsError(f"The churn rate must not be negative, got {churn_rate}.")
     return arpa * gross_margin / churn_rate
-
-
-# ---------------------------------------------------------------------------- the whole fit
 
 
 def fit_clv(

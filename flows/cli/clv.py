@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tasks.clv import ClvResult, fit_clv, params_dict, read_orders
+from tasks.clv.model import ClvResult, fit_clv, params_dict, read_orders
 
 PARAMS_FILE = "clv_params.json"
 CUSTOMERS_FILE = "clv_customers.csv"

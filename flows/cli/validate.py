@@ -8,8 +8,9 @@ from typing import Any
 
 from tasks.config import load_config
 from tasks.errors import ChsError
-from tasks.extract import Window, extract_dataset
 from tasks.schemas import DATASETS
+from tasks.sources.plan import Window
+from tasks.sources.read import extract_dataset
 from tasks.validate import gate, validate_dataset
 
 

@@ -12,7 +12,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from tasks.clv import (
+from tasks.clv.model import (
     expected_purchases,
     expected_spend,
     fit_bgnbd,

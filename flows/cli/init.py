@@ -38,7 +38,6 @@ _HEADER = """\
 # Credentials never go in this file: write ${ENV} in a uri, or use password_env or
 # password_secret (a Prefect Secret block). See .env.example for the environment variables.
 """
-
 _SOURCES = """\
 # ---------------------------------------------------------------------------------------------
 # Sources: one table per canonical dataset. Only accounts is required; delete the tables of
@@ -106,7 +105,6 @@ table = "goal_measurements"
 password_env = "CHS_OUTCOMES_PASSWORD"
 # password_secret = "outcomes-db-password"   # or a Prefect Secret block instead of the variable
 """
-
 _HELP: dict[str, str] = {
     "output.dir": "where each as-of date's files go (scores, actions, kpis, report, outbox)",
     "output.history": "all scores and KPIs of all dates: duckdb:///file or postgresql://...",
@@ -127,7 +125,6 @@ _HELP: dict[str, str] = {
     "schedule.cron": "when `chs serve` runs the weekly flow",
     "alerts.recipients": "who hears about a failed run",
 }
-
 _SCORING_NOTES = """\
 # Per-tier models: a tier (accounts.tier) may have its own dimension weights and measure changes.
 # [scoring.tiers.enterprise]
@@ -138,7 +135,6 @@ _SCORING_NOTES = """\
 # [scoring.overrides]
 # uri = "overrides.csv"
 """
-
 _MEASURES_NOTE = """\
 # The measures of the model (the defaults). Each reads a feature, feeds a dimension and is
 # normalised to 0-100 by one method:
@@ -152,7 +148,6 @@ _MEASURES_NOTE = """\
 # With [kpis] clv_method = "bgnbd" the default model adds two purchase measures: delete these
 # tables to get them, or add them here.
 """
-
 _ACTIONS_NOTE = """\
 # Playbooks: when every condition holds, the action is recommended. Conditions compare a
 # score, segment, measure or account column: a value, or { eq, ne, lt, lte, gt, gte, in,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from tasks.demo import generate_demo
+from demodata.generate import generate_demo
 
 DEMO_CONFIG = """\
 # Demo config written by `chs demo`. Relative paths are relative to this file.

@@ -31,28 +31,23 @@ import polars as pl
 import psycopg
 
 from tasks.config import Config, SourceConfig
-from tasks.extract import (
-    ReadPlan,
-    Window,
-    db_path,
-    plan_read,
-    point_in_time,
-    read_typed,
-    resolve_password,
-    resolve_uri,
-    source_query,
-)
+from tasks.sources.databases import db_path, source_query
+from tasks.sources.plan import ReadPlan, Window, plan_read, point_in_time
+from tasks.sources.read import read_typed
+from tasks.sources.secrets import resolve_password, resolve_uri
 
 KEEP = 3  # cached reads kept per dataset (a weekly run and a backfill each need their own)
-_CODE = ("extract.py", "schemas.py", "cache.py")
+# the code that decides what an extraction holds: a change to any of it invalidates the cache
+_CODE = ("sources/*.py", "schemas.py")
 
 
 @cache
 def _code_hash() -> str:
-    here = Path(__file__).parent
+    tasks_dir = Path(__file__).parent.parent
     h = hashlib.sha256()
-    for name in _CODE:
-        h.update((here / name).read_bytes())
+    for pattern in _CODE:
+        for path in sorted(tasks_dir.glob(pattern)):
+            h.update(path.read_bytes())
     return h.hexdigest()
 
 

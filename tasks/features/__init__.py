@@ -1,0 +1,3 @@
+"""Per-account features as of one or many dates (validated datasets -> features), one module
+per family of signals over shared windowed sums.
+"""

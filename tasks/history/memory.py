@@ -1,0 +1,103 @@
+"""History as a backfill pass sees it: the store, plus the dates the pass has computed so far."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from typing import Any
+
+import polars as pl
+
+from tasks.history.schema import (
+    TREND_WEEKS,
+    HistoryReader,
+    Snapshot,
+    history_scores,
+    nearest,
+    portfolio_trend,
+    trend_window,
+)
+
+
+class PassHistory:
+    """History as a backfill sees it: the store, with the dates of this pass replaced as they
+    are computed, so each date reads exactly what a run of it after the previous ones would.
+
+    Given the pass's ``span`` (first and last date), it reads the stored KPIs and portfolio
+    trend the pass can need once, up front, so while the pass stores a date in the background
+    the next date reads the store only for scores of dates this pass did not compute.
+    """
+
+    def __init__(
+        self,
+        store: HistoryReader,
+        keep_days: int | None = None,
+        span: tuple[date, date] | None = None,
+    ) -> None:
+        self.store = store
+        self.keep_days = keep_days  # scores older than this (behind the newest date) are dropped
+        self._stored = store.dates()
+        self._added: set[date] = set()
+        self._scores: dict[date, pl.DataFrame] = {}
+        self._kpis: dict[date, dict[str, Any]] = {}
+        self._trend: dict[date, pl.DataFrame] = {}
+        self._loaded_from = date.max  # the stored KPIs and trend from here on are in memory
+        self._stored_kpis: dict[date, dict[str, Any]] = {}
+        self._stored_trend = pl.DataFrame()
+        if span is not None:
+            first, last = span
+            # history_context reads KPIs 13 weeks back and the trend TREND_WEEKS back
+            self._loaded_from = first - timedelta(days=7 * max(13, TREND_WEEKS) + 7)
+            self._stored_kpis = {
+                date.fromisoformat(k["as_of"]): k
+                for k in store.kpis_between(self._loaded_from, last)
+            }
+            self._stored_trend = store.trend(last, (last - self._loaded_from).days // 7 + 1)
+
+    def add(self, snapshot: Snapshot) -> None:
+        """Make a computed date visible to the dates after it (it may still be being stored)."""
+        scores = history_scores(snapshot.scores, snapshot.measures)
+        self._added.add(snapshot.as_of)
+        self._scores[snapshot.as_of] = scores
+        self._kpis[snapshot.as_of] = json.loads(json.dumps(snapshot.kpis))
+        self._trend[snapshot.as_of] = portfolio_trend(scores)
+        if self.keep_days is not None:
+            # a later date never reads these scores again; if one did, the store has them
+            oldest = snapshot.as_of - timedelta(days=self.keep_days)
+            for d in [d for d in self._scores if d < oldest]:
+                del self._scores[d]
+
+    def dates(self) -> list[date]:
+        """Return every date in history or computed in this pass, oldest first."""
+        return sorted(set(self._stored) | self._added)
+
+    def scores_at(self, as_of: date) -> pl.DataFrame:
+        """Return one date's scores, from this pass when it computed the date."""
+        found = self._scores.get(as_of)
+        return found if found is not None else self.store.scores_at(as_of)
+
+    def scores_near(self, target: date, tolerance_days: int) -> pl.DataFrame | None:
+        """Return the scores of the date nearest ``target`` (None when there is none)."""
+        found = nearest(self.dates(), target, tolerance_days)
+        return None if found is None else self.scores_at(found)
+
+    def kpis_between(self, start: date, end: date) -> list[dict[str, Any]]:
+        """Return the KPIs of every date in [start, end], oldest first."""
+        if start >= self._loaded_from:
+            by_date = {d: k for d, k in self._stored_kpis.items() if start <= d <= end}
+        else:
+            stored = self.store.kpis_between(start, end)
+            by_date = {date.fromisoformat(k["as_of"]): k for k in stored}
+        by_date |= {d: k for d, k in self._kpis.items() if start <= d <= end}
+        return [by_date[d] for d in sorted(by_date)]
+
+    def trend(self, as_of: date, weeks: int = TREND_WEEKS) -> pl.DataFrame:
+        """Return the portfolio trend of ``weeks`` weeks up to ``as_of``."""
+        start, end = trend_window(as_of, weeks)
+        if start >= self._loaded_from:
+            stored = self._stored_trend.filter(pl.col("as_of").is_between(start, end))
+        else:
+            stored = self.store.trend(as_of, weeks)
+        stored = stored.filter(~pl.col("as_of").is_in(pl.Series(list(self._trend), dtype=pl.Date)))
+        ours = [t for d, t in self._trend.items() if start <= d <= end]
+        return pl.concat([stored, *ours]).sort("as_of")

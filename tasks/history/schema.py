@@ -1,0 +1,214 @@
+"""The history store's tables, the rows one date writes (``Snapshot``), and what readers expect.
+
+History is never overwritten except by a re-run of the same date, which replaces that date in
+one transaction (a crash leaves the previous version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Protocol
+
+import polars as pl
+
+from tasks.config import Config
+
+SCORE_COLUMNS = {
+    "as_of": "DATE",
+    "account_id": "VARCHAR",
+    "score": "DOUBLE",
+    "segment": "VARCHAR",
+    "coverage": "DOUBLE",
+    "insufficient_data": "BOOLEAN",
+    "arr": "DOUBLE",
+    "usage": "DOUBLE",
+    "engagement": "DOUBLE",
+    "financial": "DOUBLE",
+    "support": "DOUBLE",
+    "outcomes": "DOUBLE",
+    "satisfaction": "DOUBLE",
+    "score_delta_1w": "DOUBLE",
+    "score_delta_4w": "DOUBLE",
+    "drop_alert": "BOOLEAN",
+    "top_drivers": "VARCHAR",
+    "change_drivers": "VARCHAR",
+    "tier": "VARCHAR",
+    "model": "VARCHAR",  # the scoring model: "default" or "tier:<tier>"
+    "computed_score": "DOUBLE",  # the model's score where a CSM override replaced it
+    "computed_segment": "VARCHAR",
+    "override_reason": "VARCHAR",
+    "override_expires": "DATE",
+    "override_author": "VARCHAR",
+}
+MEASURE_COLUMNS = {
+    "as_of": "DATE",
+    "account_id": "VARCHAR",
+    "measure": "VARCHAR",
+    "value": "DOUBLE",
+    "points": "DOUBLE",
+    "contribution": "DOUBLE",
+}
+ACTION_COLUMNS = {
+    "account_id": "VARCHAR",
+    "as_of": "DATE",
+    "action": "VARCHAR",
+    "reason": "VARCHAR",
+    "owner": "VARCHAR",
+    "priority": "VARCHAR",
+    "due_date": "DATE",
+}
+RUN_COLUMNS = {
+    "as_of": "DATE",
+    "run_at": "TIMESTAMP",
+    "config_hash": "VARCHAR",
+    "code_version": "VARCHAR",
+    "accounts": "BIGINT",
+    "batch": "VARCHAR",  # a backfill's fingerprint of config, code and data (for resuming)
+}
+DDL = {
+    "score_history": SCORE_COLUMNS,
+    "measure_history": MEASURE_COLUMNS,
+    "action_history": ACTION_COLUMNS,
+    "kpi_history": {"as_of": "DATE", "kpis": "VARCHAR"},
+    "run_history": RUN_COLUMNS,
+}
+_POLARS = {
+    "DATE": pl.Date(),
+    "VARCHAR": pl.String(),
+    "DOUBLE": pl.Float64(),
+    "BOOLEAN": pl.Boolean(),
+    "TIMESTAMP": pl.Datetime("us"),
+    "BIGINT": pl.Int64(),
+}
+TREND_WEEKS = 12
+
+
+def schema_of(table: str, columns: Sequence[str] | None = None) -> pl.Schema:
+    """Return the Polars schema of a history table (or of some of its columns)."""
+    cols = DDL[table]
+    return pl.Schema({c: _POLARS[cols[c]] for c in (columns or list(cols))})
+
+
+@dataclass
+class Snapshot:
+    """Everything one as-of date writes to history."""
+
+    as_of: date
+    scores: pl.DataFrame
+    measures: pl.DataFrame
+    actions: pl.DataFrame
+    kpis: dict[str, Any]
+    run: dict[str, Any]
+
+
+def measures_long(scores: pl.DataFrame, cfg: Config) -> pl.DataFrame:
+    """Unpivot each account's measure values, points and contributions into history rows."""
+    parts = []
+    for m in cfg.scoring.measures:
+        value = (
+            pl.col(m.source).cast(pl.Float64, strict=False)
+            if m.source in scores.columns
+            else pl.lit(None, pl.Float64)
+        )
+        parts.append(
+            scores.select(
+                pl.col("as_of"),
+                pl.col("account_id"),
+                pl.lit(m.name).alias("measure"),
+                value.alias("value"),
+                pl.col(f"m_{m.name}").alias("points"),
+                pl.col(f"c_{m.name}").alias("contribution"),
+            )
+        )
+    schema = schema_of("measure_history")
+    return pl.concat(parts).cast(schema) if parts else pl.DataFrame(schema=schema)
+
+
+def make_snapshot(
+    cfg: Config,
+    as_of: date,
+    scored: pl.DataFrame,
+    actions: pl.DataFrame,
+    kpis: dict[str, Any],
+    run: dict[str, Any],
+) -> Snapshot:
+    """Assemble the history rows of one scored date."""
+    scores = scored.with_columns(pl.lit(as_of).alias("as_of"))
+    return Snapshot(as_of, scores, measures_long(scores, cfg), actions, kpis, run)
+
+
+def history_scores(scores: pl.DataFrame, measures: pl.DataFrame) -> pl.DataFrame:
+    """Shape one date as history returns it: score columns plus one ``c_<measure>`` per measure."""
+    base = conform(scores, "score_history").sort("account_id")
+    if measures.is_empty():
+        return base
+    wide = measures.select(
+        "account_id", pl.format("c_{}", "measure").alias("m"), "contribution"
+    ).pivot(on="m", index="account_id", values="contribution")
+    return base.join(wide, on="account_id", how="left")
+
+
+def nearest(dates: Sequence[date], target: date, tolerance_days: int) -> date | None:
+    """Return the date closest to ``target`` within the tolerance (the later one on a tie)."""
+    near = [d for d in dates if abs((d - target).days) <= tolerance_days]
+    return min(near, key=lambda d: (abs((d - target).days), -d.toordinal())) if near else None
+
+
+def portfolio_trend(scores: pl.DataFrame) -> pl.DataFrame:
+    """Summarise score rows of many dates into one row per date: mean score and segments."""
+    seg = pl.col("segment")
+    return (
+        scores.group_by("as_of")
+        .agg(
+            pl.len().alias("accounts"),
+            pl.col("score").count().alias("scored"),
+            pl.col("score").mean().alias("mean_score"),
+            pl.col("score").median().alias("median_score"),
+            (seg == "healthy").sum().alias("healthy"),
+            (seg == "neutral").sum().alias("neutral"),
+            (seg == "at_risk").sum().alias("at_risk"),
+            seg.is_null().sum().alias("insufficient_data"),
+            pl.col("arr").filter(seg == "at_risk").sum().alias("arr_at_risk"),
+        )
+        .sort("as_of")
+    )
+
+
+def trend_window(as_of: date, weeks: int) -> tuple[date, date]:
+    return as_of - timedelta(days=7 * weeks), as_of
+
+
+def conform(df: pl.DataFrame, table: str) -> pl.DataFrame:
+    """Select a table's columns in order and type; columns the frame lacks are null."""
+    schema = schema_of(table)
+    return df.select(
+        [
+            pl.col(c).cast(t) if c in df.columns else pl.lit(None, t).alias(c)
+            for c, t in schema.items()
+        ]
+    )
+
+
+class HistoryReader(Protocol):
+    """What a run reads from history."""
+
+    def dates(self) -> list[date]: ...
+    def scores_at(self, as_of: date) -> pl.DataFrame: ...
+    def scores_near(self, target: date, tolerance_days: int) -> pl.DataFrame | None: ...
+    def kpis_between(self, start: date, end: date) -> list[dict[str, Any]]: ...
+    def trend(self, as_of: date, weeks: int = TREND_WEEKS) -> pl.DataFrame: ...
+
+
+class HistoryStore(HistoryReader, Protocol):
+    """What the pipeline needs of a history store."""
+
+    def write_snapshot(self, snapshot: Snapshot) -> None: ...
+    def account_series(
+        self, as_of: date, weeks: int = TREND_WEEKS, accounts: Sequence[str] | None = None
+    ) -> pl.DataFrame: ...
+    def scores_between(self, start: date, end: date) -> pl.DataFrame: ...
+    def measures_between(self, start: date, end: date) -> pl.DataFrame: ...
+    def runs(self) -> pl.DataFrame: ...
+    def close(self) -> None: ...

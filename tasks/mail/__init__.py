@@ -1,0 +1,3 @@
+"""E-mail: compose the run's messages, keep them in the outbox, deliver them over SMTP
+(report -> outbox -> inbox).
+"""

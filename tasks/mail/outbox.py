@@ -1,0 +1,83 @@
+"""The outbox: every message is written to ``<out>/<D>/outbox/*.eml`` before anything is sent.
+
+A message is marked sent (in ``outbox/sent.json``) only after the server accepted it, so a
+resend never sends twice and a failed delivery never loses the report.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from tasks.errors import ChsError
+from tasks.mail.message import MAIL_POLICY
+
+SENT_LOG = "sent.json"
+LOCK_FILE = ".send.lock"
+
+
+class DeliveryError(ChsError):
+    """The outbox cannot be delivered as asked (exit status 1)."""
+
+
+def write_outbox(messages: list[tuple[str, EmailMessage]], outbox: Path) -> list[Path]:
+    """Write each message as an .eml file; return their paths."""
+    outbox.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (label, msg) in enumerate(messages, start=1):
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", label)[:80]
+        p = outbox / f"{i:03d}-{slug}.eml"
+        p.write_bytes(msg.as_bytes(policy=MAIL_POLICY))
+        paths.append(p)
+    return paths
+
+
+def sent_log(outbox: Path) -> dict[str, Any]:
+    p = outbox / SENT_LOG
+    if not p.exists():
+        return {}
+    try:
+        log = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        log = None
+    if not isinstance(log, dict):
+        # Guessing here could send every message a second time: stop and let a person look.
+        raise DeliveryError(f"{p} is damaged; fix or remove it before sending again.")
+    return log
+
+
+def write_sent_log(outbox: Path, log: dict[str, Any]) -> None:
+    tmp = outbox / f".{SENT_LOG}.tmp"
+    with tmp.open("w", encoding="utf-8") as f:
+        json.dump(log, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, outbox / SENT_LOG)
+
+
+def pending(outbox: Path) -> list[Path]:
+    """Return the .eml files of an outbox that no server has accepted yet."""
+    sent = sent_log(outbox)
+    return [p for p in sorted(outbox.glob("*.eml")) if p.name not in sent]
+
+
+@contextmanager
+def locked(outbox: Path) -> Iterator[None]:
+    with (outbox / LOCK_FILE).open("w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DeliveryError(
+                f"Another process is sending {outbox}; try again once it has finished."
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
