@@ -33,7 +33,7 @@ import great_expectations  # noqa: E402,F401  # chs loads it while the run start
 import polars as pl  # noqa: E402
 from prefect import Task  # noqa: E402
 
-from flows import weekly  # noqa: E402
+from flows import steps, weekly  # noqa: E402
 from flows.params import WeeklyParams  # noqa: E402
 from tasks.features.build import KNOWN_FEATURES
 
@@ -46,7 +46,9 @@ STAGES = (
     "score",
     "recommend",
     "kpis",
-    "render",
+    "write_files",
+    "render_report",
+    "compose_emails",
     "store",
     "deliver",
 )
@@ -130,19 +132,17 @@ def chain(
     without the Prefect engine, API or logging. ``captured`` gets each step's last result.
     """
     # The task bodies log through get_run_logger() and publish artifacts: both need Prefect.
-    weekly.get_run_logger = _plain_logger  # type: ignore[assignment]
-    for name in ("create_markdown_artifact", "create_table_artifact"):
-        if hasattr(weekly, name):
-            setattr(weekly, name, _no_artifact)
+    # The flow calls the steps from both modules' namespaces (prepare_date lives in steps).
     names = []
-    for attr, obj in list(vars(weekly).items()):
-        if isinstance(obj, Task):
-            names.append(obj.name.replace("-", "_"))
-            setattr(weekly, attr, _timed_call(r, captured, names[-1], obj.fn))
-    if "features" not in names:  # features computed inside another task: time them on their own
-        for attr in ("build_features", "build_features_many"):
-            if callable(getattr(weekly, attr, None)):
-                setattr(weekly, attr, _timed_call(r, captured, "features", getattr(weekly, attr)))
+    for module in (weekly, steps):
+        module.get_run_logger = _plain_logger  # type: ignore[attr-defined]
+        for name in ("create_markdown_artifact", "create_table_artifact"):
+            if hasattr(module, name):
+                setattr(module, name, _no_artifact)
+        for attr, obj in list(vars(module).items()):
+            if isinstance(obj, Task):
+                names.append(obj.name.replace("-", "_"))
+                setattr(module, attr, _timed_call(r, captured, names[-1], obj.fn))
     weekly.weekly_flow.fn(WeeklyParams(config_path=str(config), as_of=as_of, send=False))
 
 

@@ -13,6 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from tasks.backtest import HORIZON_DAYS, backtest
+from tasks.clock import utc_now
 from tasks.config import Config, load_config
 from tasks.errors import ChsError
 from tasks.history.connect import open_history
@@ -22,9 +23,8 @@ from tasks.validate import gate, validate_dataset
 
 
 @task(name="accounts", retries=2, retry_delay_seconds=[2, 10], cache_policy=NONE)
-def read_accounts(cfg: Config, as_of: date) -> pl.DataFrame:
+def read_accounts(cfg: Config, as_of: date, run_time: datetime) -> pl.DataFrame:
     """Read and validate the accounts source: who churned, and when."""
-    run_time = datetime.now()
     raw = extract_dataset("accounts", cfg, Window(as_of, run_time))
     accounts = validate_dataset(raw, "accounts", cfg, run_time)
     gate(accounts, cfg)
@@ -78,8 +78,9 @@ def backtest_flow(
 ) -> dict[str, Any]:
     """Back-test every stored snapshot against churn within the horizon and learn weights."""
     cfg = load_config(Path(config_path))
-    day = as_of or date.today()
-    accounts = read_accounts(cfg, day)
+    run_time = utc_now()
+    day = as_of or run_time.date()
+    accounts = read_accounts(cfg, day, run_time)
     scores, measures = read_snapshots(cfg, day)
     report = evaluate(cfg, scores, measures, accounts, day, horizon_days)
     path = write_report(cfg, report)

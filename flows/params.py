@@ -7,7 +7,7 @@ before the flow starts and the UI shows each field with its description.
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -29,6 +29,13 @@ class RunOptions(BaseModel):
         le=1024,
         description="compute features in this many account partitions, as separate tasks",
     )
+    run_time: datetime | None = Field(
+        None,
+        description=(
+            "the run's wall-clock time as naive UTC (default: now, from a UTC clock); rows "
+            "after it are impossible and quarantined. Set it to replay a run exactly"
+        ),
+    )
     dask_address: str | None = Field(
         None,
         description=(
@@ -41,7 +48,9 @@ class RunOptions(BaseModel):
 class WeeklyParams(RunOptions):
     """Parameters of the weekly flow."""
 
-    as_of: date | None = Field(None, description="score as of this date (default: today)")
+    as_of: date | None = Field(
+        None, description="score as of this date (default: the run time's date in UTC)"
+    )
 
 
 class BackfillParams(RunOptions):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import polars as pl
 
@@ -16,6 +16,43 @@ from tasks.config import Config
 from tasks.features.surveys import csat_pct_of, nps_of
 from tasks.features.windows import active_accounts
 from tasks.schemas import SEGMENTS
+
+
+class Kpis(TypedDict):
+    """The portfolio KPIs of one as-of date: ``kpis.json`` and a row of the history store.
+
+    Rates are fractions in [0, 1], NPS in [-100, 100], CSAT % in [0, 100]; a KPI without data
+    is None (null), never 0. ``*_n`` are the counts behind a KPI.
+    """
+
+    as_of: str
+    accounts_active: int
+    nps: float | None
+    nps_n: int
+    nps_ci95: list[float | None] | None
+    csat_pct: float | None
+    csat_n: int
+    ces_mean: float | None
+    ces_n: int
+    ces_direction: str
+    logo_churn_rate: float | None
+    retention_rate: float | None
+    accounts_active_at_start: int
+    accounts_churned: int
+    gross_revenue_retention: float | None
+    net_revenue_retention: float | None
+    revenue_retention_basis: str
+    avg_resolution_hours: float | None
+    median_resolution_hours: float | None
+    resolved_tickets_n: int
+    repeat_purchase_rate: float | None
+    purchasing_customers_n: int
+    accounts_by_segment: dict[str, int]
+    arr_by_segment: dict[str, float]
+    clv: float | None
+    clv_method: str | None
+    mean_score: float | None
+    window_days: dict[str, int]
 
 
 def _window(as_of: date, days: int) -> tuple[datetime, datetime]:
@@ -209,7 +246,7 @@ def compute_kpis(
     cfg: Config,
     as_of: date,
     arr_at_start: pl.DataFrame | None = None,
-) -> dict[str, Any]:
+) -> Kpis:
     """Compute every portfolio KPI of SPEC section 8.2 for ``as_of``."""
     days = cfg.windows.kpi_days
     out: dict[str, Any] = {"as_of": as_of.isoformat(), "accounts_active": scores.height}
@@ -233,4 +270,4 @@ def compute_kpis(
             "repeat_purchase_rate",
         )
     }
-    return out
+    return cast(Kpis, out)

@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from tasks.config import Config
+from tasks.kpis import Kpis
 from tasks.schemas import ACTION_COLUMNS, DIMENSIONS
 from tasks.validate import ValidatedDataset
 
@@ -76,11 +77,11 @@ def stage_outputs(
     as_of: date,
     scores: pl.DataFrame,
     actions: pl.DataFrame,
-    kpis: dict[str, Any],
+    kpis: Kpis,
     validated: dict[str, ValidatedDataset],
-    report_html: str,
 ) -> Path:
-    """Write every file of the date into a fresh staging folder and return it."""
+    """Write the date's data files into a fresh staging folder and return it (the report and
+    the outbox are added to it by their own steps)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = out_dir / f".{as_of.isoformat()}.staging-{uuid.uuid4().hex[:8]}"
     stage.mkdir()
@@ -90,7 +91,6 @@ def stage_outputs(
     (stage / "kpis.json").write_text(json.dumps(kpis, indent=2, ensure_ascii=False))
     (stage / "validation.json").write_text(json.dumps(validation_json(validated), indent=2))
     _write_quarantine(validated, stage / "quarantine")
-    (stage / "report.html").write_text(report_html, encoding="utf-8")
     (stage / "outbox").mkdir()
     return stage
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -14,8 +16,14 @@ import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# A Prefect home of the session's own (the `chs` processes the tests start inherit it): the
+# user's ~/.prefect database may belong to another Prefect version or be in use by another
+# run, and its migrations would then fail or race with ours.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="chs-test-prefect-home-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
 
-from demodata.folder import make_demo
+from demodata.folder import make_demo  # noqa: E402
 
 DEMO_END = date(2026, 11, 16)  # a Monday; fixed so the fixture data never changes
 

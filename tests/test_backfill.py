@@ -17,9 +17,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-import flows.backfill as backfill_module
-from flows.backfill import backfill_flow, chunked
+import flows.passes as backfill_module
+from flows.backfill import backfill_flow
 from flows.params import BackfillParams, WeeklyParams
+from flows.passes import chunked
 from flows.weekly import weekly_flow
 from tasks.backfill import SpanWindow, as_of_slice, dates_between
 from tasks.config import Config, load_config, parse_config

@@ -24,6 +24,7 @@ from tasks.backtest import (
     rescore,
     time_split,
 )
+from tasks.clock import utc_now
 from tasks.config import Config, load_config, parse_config
 from tasks.history.connect import open_history
 from tasks.score import segment_of
@@ -222,6 +223,6 @@ def test_backtest_of_a_backfilled_demo(demo: Path) -> None:
         store.measures_between(date.min, DEMO_END),
     )
     store.close()
-    accounts = read_accounts.fn(cfg, DEMO_END)
+    accounts = read_accounts.fn(cfg, DEMO_END, utc_now())
     shuffled = accounts.with_columns(pl.col("churned_at").shuffle(seed=3))
     assert backtest(scores, measures, shuffled, cfg, DEMO_END)["auc"] == pytest.approx(0.5, abs=0.1)

@@ -43,7 +43,7 @@ from tasks.mail.compose import build_emails
 from tasks.mail.message import build_message, header_safe, safe_csv, valid_address
 from tasks.mail.outbox import SENT_LOG, DeliveryError, pending, write_outbox
 from tasks.mail.smtp import SmtpSettings, send_outbox
-from tasks.report.context import build_context
+from tasks.report.context import ReportInputs, build_context
 from tasks.report.templates import render_report
 from tests.conftest import DEMO_END
 
@@ -284,26 +284,28 @@ def tiny_surveys() -> pl.DataFrame:
 def tiny_context(cfg: Config) -> dict[str, Any]:
     week = [{**tiny_kpis(), "as_of": "2026-11-09", "mean_score": 54.0}]
     return build_context(
-        tiny_scores(),
-        tiny_actions(),
-        tiny_kpis(),
-        {
-            "datasets": {
-                "accounts": {
-                    "rows_read": 6,
-                    "rows_accepted": 5,
-                    "rows_quarantined": 1,
-                    "failed_expectations": [
-                        {"expectation": "x", "column": "name", "count": 1, "reason": HOSTILE}
-                    ],
+        ReportInputs(
+            cfg=cfg,
+            as_of=AS_OF,
+            scores=tiny_scores(),
+            actions=tiny_actions(),
+            kpis=tiny_kpis(),
+            validation={
+                "datasets": {
+                    "accounts": {
+                        "rows_read": 6,
+                        "rows_accepted": 5,
+                        "rows_quarantined": 1,
+                        "failed_expectations": [
+                            {"expectation": "x", "column": "name", "count": 1, "reason": HOSTILE}
+                        ],
+                    }
                 }
-            }
-        },
-        cfg,
-        AS_OF,
-        prev_kpis=week[0],
-        history=week,
-        surveys=tiny_surveys(),
+            },
+            prev_kpis=week[0],
+            history=week,
+            surveys=tiny_surveys(),
+        )
     )
 
 

@@ -26,7 +26,7 @@ from tasks.config import Config, load_config
 from tasks.features.build import build_features
 from tasks.kpis import compute_kpis
 from tasks.outputs import validation_json
-from tasks.report.context import build_context
+from tasks.report.context import ReportInputs, build_context
 from tasks.report.templates import render_report
 from tasks.schemas import DATASETS
 from tasks.score import add_trends, score_accounts
@@ -143,7 +143,9 @@ def demo_report(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -
         pl.when(pl.col("account_id") == top).then(pl.lit(HOSTILE)).otherwise("name").alias("name")
     )
     ctx = build_context(
-        scored, actions, kpis, validation, cfg, DEMO_END, history[-1], prev, history, surveys
+        ReportInputs(
+            cfg, DEMO_END, scored, actions, kpis, validation, history[-1], prev, history, surveys
+        )
     )
     folder = tmp_path_factory.mktemp("report")
     (folder / "report.html").write_text(render_report(ctx), encoding="utf-8")

@@ -372,11 +372,11 @@ def test_history_context_of_a_run() -> None:
             return pl.DataFrame({"as_of": [as_of], "weeks": [weeks]})
 
     ctx = history_context(Fake(), cfg, D2)
-    assert ctx["prev_1w"] is not None
-    assert ctx["prev_1w"]["as_of"].to_list() == [D1]
-    assert ctx["prev_4w"] is None
-    assert ctx["kpis"] == [{"as_of": "2025-12-08", "end": "2026-03-08"}]  # 13 weeks, not today
-    assert ctx["trend"].row(0) == (date(2026, 3, 8), 12)  # the trend stops before today
+    assert ctx.prev_1w is not None
+    assert ctx.prev_1w["as_of"].to_list() == [D1]
+    assert ctx.prev_4w is None
+    assert ctx.kpis == [{"as_of": "2025-12-08", "end": "2026-03-08"}]  # 13 weeks, not today
+    assert ctx.trend.row(0) == (date(2026, 3, 8), 12)  # the trend stops before today
 
 
 def test_nearest() -> None:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tasks.clock import utc_today
 from tasks.errors import ConfigError  # noqa: E402
 
 
@@ -137,7 +138,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.accounts < 10:
         raise ConfigError("--accounts must be at least 10.")
     t = time.perf_counter()
-    today = datetime.now(UTC).date()
+    today = utc_today()
     # the data ends yesterday: rows later today would be "after the run time" and quarantined
     config = make_demo(
         Path(args.dir), args.accounts, args.seed, today - timedelta(days=1), args.events_per_account

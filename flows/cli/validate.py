@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+from tasks.clock import utc_now
 from tasks.config import load_config
 from tasks.errors import ChsError
 from tasks.schemas import DATASETS
@@ -19,7 +20,7 @@ def validate_sources(
 ) -> tuple[dict[str, Any], ChsError | None]:
     """Validate each configured dataset; return the summaries and the first gate failure."""
     cfg = load_config(config_path)
-    run_time = datetime.now(UTC).replace(tzinfo=None)
+    run_time = utc_now()
     window = Window(as_of or run_time.date(), run_time)
     report: dict[str, Any] = {}
     ids: list[str] | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
-from typing import Any
+from typing import cast
 
 import polars as pl
 
@@ -17,6 +17,7 @@ from tasks.history.schema import (
     portfolio_trend,
     trend_window,
 )
+from tasks.kpis import Kpis
 
 
 class PassHistory:
@@ -39,10 +40,10 @@ class PassHistory:
         self._stored = store.dates()
         self._added: set[date] = set()
         self._scores: dict[date, pl.DataFrame] = {}
-        self._kpis: dict[date, dict[str, Any]] = {}
+        self._kpis: dict[date, Kpis] = {}
         self._trend: dict[date, pl.DataFrame] = {}
         self._loaded_from = date.max  # the stored KPIs and trend from here on are in memory
-        self._stored_kpis: dict[date, dict[str, Any]] = {}
+        self._stored_kpis: dict[date, Kpis] = {}
         self._stored_trend = pl.DataFrame()
         if span is not None:
             first, last = span
@@ -59,7 +60,7 @@ class PassHistory:
         scores = history_scores(snapshot.scores, snapshot.measures)
         self._added.add(snapshot.as_of)
         self._scores[snapshot.as_of] = scores
-        self._kpis[snapshot.as_of] = json.loads(json.dumps(snapshot.kpis))
+        self._kpis[snapshot.as_of] = cast(Kpis, json.loads(json.dumps(snapshot.kpis)))
         self._trend[snapshot.as_of] = portfolio_trend(scores)
         if self.keep_days is not None:
             # a later date never reads these scores again; if one did, the store has them
@@ -81,7 +82,7 @@ class PassHistory:
         found = nearest(self.dates(), target, tolerance_days)
         return None if found is None else self.scores_at(found)
 
-    def kpis_between(self, start: date, end: date) -> list[dict[str, Any]]:
+    def kpis_between(self, start: date, end: date) -> list[Kpis]:
         """Return the KPIs of every date in [start, end], oldest first."""
         if start >= self._loaded_from:
             by_date = {d: k for d, k in self._stored_kpis.items() if start <= d <= end}

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from tasks.config import Config
+from tasks.kpis import Kpis
 
 SCORE_COLUMNS = {
     "as_of": "DATE",
@@ -99,7 +100,7 @@ class Snapshot:
     scores: pl.DataFrame
     measures: pl.DataFrame
     actions: pl.DataFrame
-    kpis: dict[str, Any]
+    kpis: Kpis
     run: dict[str, Any]
 
 
@@ -131,7 +132,7 @@ def make_snapshot(
     as_of: date,
     scored: pl.DataFrame,
     actions: pl.DataFrame,
-    kpis: dict[str, Any],
+    kpis: Kpis,
     run: dict[str, Any],
 ) -> Snapshot:
     """Assemble the history rows of one scored date."""
@@ -197,7 +198,7 @@ class HistoryReader(Protocol):
     def dates(self) -> list[date]: ...
     def scores_at(self, as_of: date) -> pl.DataFrame: ...
     def scores_near(self, target: date, tolerance_days: int) -> pl.DataFrame | None: ...
-    def kpis_between(self, start: date, end: date) -> list[dict[str, Any]]: ...
+    def kpis_between(self, start: date, end: date) -> list[Kpis]: ...
     def trend(self, as_of: date, weeks: int = TREND_WEEKS) -> pl.DataFrame: ...
 
 

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -22,6 +22,7 @@ from tasks.history.schema import (
     schema_of,
     trend_window,
 )
+from tasks.kpis import Kpis
 
 LOCK_TIMEOUT_S = 600.0  # how long a writer waits for another run to finish with the store
 
@@ -86,12 +87,12 @@ class SqlHistory(ABC):
         found = nearest(self.dates(), target, tolerance_days)
         return None if found is None else self.scores_at(found)
 
-    def kpis_between(self, start: date, end: date) -> list[dict[str, Any]]:
+    def kpis_between(self, start: date, end: date) -> list[Kpis]:
         """Return the stored KPIs of every date in [start, end], oldest first."""
         rows = self._rows(
             "select kpis from kpi_history where as_of between ? and ? order by as_of", [start, end]
         )
-        return [json.loads(r[0]) for r in rows]
+        return [cast(Kpis, json.loads(r[0])) for r in rows]
 
     def scores_between(self, start: date, end: date) -> pl.DataFrame:
         """Return the score rows of every date in [start, end]."""

@@ -13,6 +13,7 @@ from tasks.config import Config
 from tasks.mail.charts import histogram_png, segment_bar_png, trend_png
 from tasks.mail.message import Chart, build_message, safe_csv, valid_address
 from tasks.report.charts import histogram
+from tasks.report.context import ReportContext
 from tasks.report.format import ALL_SEGMENTS, SEGMENT_COLOURS, SEGMENT_LABELS
 
 
@@ -72,7 +73,7 @@ def _segment_counts(scores: pl.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def _stakeholder_charts(context: dict[str, Any]) -> list[Chart]:
+def _stakeholder_charts(context: ReportContext) -> list[Chart]:
     hist = context["histogram"]
     charts = [
         Chart(
@@ -120,7 +121,7 @@ class Emails:
 def _stakeholder_email(
     scores: pl.DataFrame,
     rows: pl.DataFrame,
-    context: dict[str, Any],
+    context: ReportContext,
     cfg: Config,
     sender: str,
     to: list[str],
@@ -157,7 +158,7 @@ def _digest_email(
     own: pl.DataFrame,
     part: pl.DataFrame,
     address: str,
-    context: dict[str, Any],
+    context: ReportContext,
     cfg: Config,
     sender: str,
 ) -> EmailMessage:
@@ -212,7 +213,7 @@ def _digest_email(
 def build_emails(
     scores: pl.DataFrame,
     actions: pl.DataFrame,
-    context: dict[str, Any],
+    context: ReportContext,
     cfg: Config,
     sender: str,
 ) -> Emails:

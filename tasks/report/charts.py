@@ -7,6 +7,7 @@ images (``tasks.mail.charts``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -145,7 +146,7 @@ def trend_chart(
 
 
 def segment_mix_chart(
-    history: list[dict[str, Any]], width: int = 560, height: int = 150
+    history: Sequence[Mapping[str, Any]], width: int = 560, height: int = 150
 ) -> dict[str, Any] | None:
     """Lay out one stacked column per week: the share of accounts in each segment."""
     weeks = [k for k in history if sum((k.get("accounts_by_segment") or {}).values())]

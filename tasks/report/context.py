@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypedDict
 
 import polars as pl
 
 from tasks.config import Config
+from tasks.kpis import Kpis
 from tasks.report.backtest_view import backtest_view
 from tasks.report.charts import histogram, segment_mix_chart, trend_chart
 from tasks.report.format import SEGMENT_COLOURS, SEGMENT_LABELS, money
@@ -27,27 +30,69 @@ from tasks.report.sections import (
 )
 
 
-def build_context(
-    scores: pl.DataFrame,
-    actions: pl.DataFrame,
-    kpis: dict[str, Any],
-    validation: dict[str, Any],
-    cfg: Config,
-    as_of: date,
-    prev_kpis: dict[str, Any] | None = None,
-    prev_scores: pl.DataFrame | None = None,
-    history: list[dict[str, Any]] | None = None,
-    surveys: pl.DataFrame | None = None,
-    backtest: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Assemble everything the report shows, already computed, formatted and sorted.
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the report of one as-of date is built from: the run's results and its history."""
 
-    ``history`` holds the stored KPIs of earlier dates, oldest first; ``surveys`` the accepted
-    survey responses, whose latest comment per account is quoted beside it.
-    """
+    cfg: Config
+    as_of: date
+    scores: pl.DataFrame
+    actions: pl.DataFrame
+    kpis: Kpis
+    validation: dict[str, Any]  # the validation.json document
+    prev_kpis: Kpis | None = None  # last week's stored KPIs
+    prev_scores: pl.DataFrame | None = None  # last week's stored scores
+    history: list[Kpis] | None = None  # the stored KPIs of earlier dates, oldest first
+    surveys: pl.DataFrame | None = None  # accepted survey answers: the latest comment is quoted
+    backtest: dict[str, Any] | None = None  # the latest backtest.json
+
+
+class ReportContext(TypedDict):
+    """Everything the report and the e-mails show, computed, formatted and sorted."""
+
+    title: str
+    company: str | None
+    as_of: str
+    prev_as_of: str | None
+    summary: list[dict[str, str]]
+    headline: list[dict[str, Any]]
+    headline_rows: list[list[dict[str, Any]]]
+    segments: list[dict[str, Any]]
+    histogram: dict[str, Any]
+    trend: dict[str, Any] | None
+    segment_mix: dict[str, Any] | None
+    trend_rows: list[dict[str, Any]]
+    movement: dict[str, Any] | None
+    at_risk: list[dict[str, Any]]
+    at_risk_total: int
+    at_risk_more: int
+    at_risk_arr: str
+    drops: list[dict[str, Any]]
+    expansion: list[dict[str, Any]]
+    p_alive_drops: list[dict[str, Any]] | None
+    advocates: list[dict[str, Any]]
+    insufficient: list[dict[str, Any]]
+    insufficient_total: int
+    insufficient_more: int
+    validation: list[dict[str, Any]]
+    method: dict[str, Any]
+    backtest: dict[str, Any] | None
+    segment_labels: dict[str, str]
+    segment_colours: dict[str, str]
+    actions_total: int
+    accounts_total: int
+    renewal_soon_days: int
+
+
+def build_context(inputs: ReportInputs) -> ReportContext:
+    """Assemble everything the report shows, already computed, formatted and sorted."""
+    cfg, as_of, scores, actions = inputs.cfg, inputs.as_of, inputs.scores, inputs.actions
+    kpis, validation, history = inputs.kpis, inputs.validation, inputs.history
+    prev_kpis, prev_scores, backtest = inputs.prev_kpis, inputs.prev_scores, inputs.backtest
+    surveys = inputs.surveys
     n = cfg.report.top_n
     comments = latest_comments(surveys, as_of, cfg.windows.survey_days)
-    prev = prev_kpis or {}
+    prev: Mapping[str, Any] = prev_kpis or {}
     lists = account_lists(scores, cfg)
     movement = movement_matrix(scores, prev_scores)
     weeks = [*(history or []), kpis]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import polars as pl
 
 from tasks.config import Config
+from tasks.kpis import Kpis
 from tasks.report.format import (
     ALL_SEGMENTS,
     RANK,
@@ -42,7 +44,7 @@ _ACCOUNT_COLUMNS = (
 )
 
 
-def trend_rows_of(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def trend_rows_of(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for k in reversed(history):
         seg = k.get("accounts_by_segment") or {}
@@ -199,7 +201,7 @@ def p_alive_drops(scores: pl.DataFrame, n: int) -> list[dict[str, Any]] | None:
     ]
 
 
-def segment_rows(kpis: dict[str, Any], prev: dict[str, Any]) -> list[dict[str, Any]]:
+def segment_rows(kpis: Kpis, prev: Mapping[str, Any]) -> list[dict[str, Any]]:
     counts, arr = kpis["accounts_by_segment"], kpis["arr_by_segment"]
     before = prev.get("accounts_by_segment") or {}
     n_total, arr_total = sum(counts.values()) or 1, sum(arr.values()) or 1.0
@@ -220,7 +222,7 @@ def segment_rows(kpis: dict[str, Any], prev: dict[str, Any]) -> list[dict[str, A
 
 def summary_lines(
     scores: pl.DataFrame,
-    kpis: dict[str, Any],
+    kpis: Kpis,
     lists: dict[str, pl.DataFrame],
     movement: dict[str, Any] | None,
     validation: dict[str, Any],
@@ -288,7 +290,7 @@ def validation_rows(validation: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def headline_cards(kpis: dict[str, Any], prev: dict[str, Any]) -> list[dict[str, Any]]:
+def headline_cards(kpis: Kpis, prev: Mapping[str, Any]) -> list[dict[str, Any]]:
     ces_better = "lower" if kpis.get("ces_direction") == "lower_is_easier" else "higher"
     ces_note = "lower is easier" if ces_better == "lower" else "higher is easier"
     return [
@@ -350,7 +352,7 @@ def headline_cards(kpis: dict[str, Any], prev: dict[str, Any]) -> list[dict[str,
     ]
 
 
-def _nps_note(kpis: dict[str, Any]) -> str:
+def _nps_note(kpis: Kpis) -> str:
     n = kpis.get("nps_n", 0)
     ci = kpis.get("nps_ci95")
     if not n:

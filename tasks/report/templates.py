@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from tasks.report.context import ReportContext
 from tasks.report.format import fmt_num, fmt_signed, pct_filter
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "reports" / "templates"
@@ -34,6 +34,6 @@ def environment() -> Environment:
     return env
 
 
-def render_report(context: dict[str, Any]) -> str:
+def render_report(context: ReportContext) -> str:
     """Render the stakeholder report to HTML."""
     return environment().get_template("report.html.j2").render(**context)

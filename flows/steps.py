@@ -1,0 +1,464 @@
+"""The steps both flows share, as Prefect tasks: extract, validate, features, score, recommend,
+KPIs, write the files, render the report, compose the e-mails, store, deliver.
+
+Each task only does I/O, retries and logging around the plain functions of ``tasks/``; the
+weekly and the backfill flow are short lists of these steps.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+
+from flows.params import RunOptions
+from tasks.actions import recommend
+from tasks.backfill import SpanWindow, as_of_slice, batch_id
+from tasks.config import Config
+from tasks.errors import is_transient
+from tasks.features.build import build_features_many
+from tasks.history.connect import open_history
+from tasks.history.context import HistoryContext, history_context
+from tasks.history.memory import PassHistory
+from tasks.history.schema import HistoryStore, Snapshot, make_snapshot
+from tasks.kpis import Kpis, compute_kpis
+from tasks.mail.compose import build_emails
+from tasks.mail.outbox import write_outbox
+from tasks.mail.smtp import SmtpSettings, send_outbox
+from tasks.outputs import discard, publish, scores_table, stage_outputs, validation_json
+from tasks.overrides import apply_overrides, load_overrides
+from tasks.report.backtest_view import read_backtest
+from tasks.report.context import ReportContext, ReportInputs, build_context
+from tasks.report.templates import render_report
+from tasks.schemas import DATASETS
+from tasks.score import add_trends, score_accounts
+from tasks.sources.cache import ExtractCache, extract_cached
+from tasks.sources.plan import Window
+from tasks.validate import ValidatedDataset, gate, validate_dataset
+
+
+@dataclass
+class RunResult:
+    """What a run produced, for the command line and the tests."""
+
+    as_of: date
+    out: Path
+    accounts: int
+    segments: dict[str, int]
+    actions: int
+    emails: int
+    sent: int = 0
+    pending: int = 0
+    smtp: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@cache
+def code_version() -> str:
+    """Return the git commit of the code, or the package version outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+            check=False,
+        )
+        if out.returncode == 0:
+            return out.stdout.strip()
+    except OSError:
+        pass
+    return "0.1.0"
+
+
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only failures a retry can cure; a missing file or column fails at once."""
+    try:
+        state.result()
+    except Exception as exc:  # the state re-raises the task's exception; classify it
+        return is_transient(exc)
+    return False
+
+
+@task(
+    name="extract",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_retry_transient,
+    cache_policy=NONE,
+)
+def extract(
+    cfg: Config, as_of: date, run_time: datetime, first: date | None = None
+) -> dict[str, pl.DataFrame]:
+    """Read every configured source as of the date (from ``first``'s look-back for a backfill)."""
+    log = get_run_logger()
+    window = Window(as_of, run_time) if first is None else SpanWindow(as_of, run_time, first)
+    store = ExtractCache.of(cfg)
+    data = {}
+    for name in DATASETS:
+        if name in cfg.sources:
+            t = time.perf_counter()
+            data[name], hit = extract_cached(name, cfg, window, store)
+            log.info(
+                "read %s%s: %s rows (%.1f s)",
+                name,
+                " from the cache (source unchanged)" if hit else "",
+                f"{data[name].height:,}",
+                time.perf_counter() - t,
+            )
+    return data
+
+
+@task(name="validate", cache_policy=NONE)
+def validate(
+    cfg: Config, raw: dict[str, pl.DataFrame], run_time: datetime
+) -> dict[str, ValidatedDataset]:
+    """Validate every dataset with its suite; stop on a dataset-level failure."""
+    log = get_run_logger()
+    out = {"accounts": validate_dataset(raw["accounts"], "accounts", cfg, run_time)}
+    gate(out["accounts"], cfg)
+    ids = out["accounts"].accepted["account_id"].to_list()
+    for name, df in raw.items():
+        if name != "accounts":
+            out[name] = validate_dataset(df, name, cfg, run_time, account_ids=ids)
+            gate(out[name], cfg)
+    for name, v in out.items():
+        s = v.summary()
+        log.info(
+            "validated %s: %s accepted, %s quarantined",
+            name,
+            f"{s['rows_accepted']:,}",
+            f"{s['rows_quarantined']:,}",
+        )
+    return out
+
+
+@task(name="features", cache_policy=NONE)
+def features(
+    cfg: Config, validated: dict[str, ValidatedDataset], dates: list[date]
+) -> pl.DataFrame:
+    """Compute every account's features for each as-of date in one pass over the data."""
+    return build_features_many({k: v.accepted for k, v in validated.items()}, cfg, dates)
+
+
+def compute_features(
+    cfg: Config, validated: dict[str, ValidatedDataset], dates: list[date], opts: RunOptions
+) -> pl.DataFrame:
+    """Compute the features in one task, or in ``opts.partitions`` tasks on Dask."""
+    if opts.partitions == 1:
+        return features(cfg, validated, dates)
+    from flows.scale import partitioned_features  # imports Dask only when it is used
+
+    return partitioned_features(cfg, {k: v.accepted for k, v in validated.items()}, dates, opts)
+
+
+@task(name="score", cache_policy=NONE)
+def score(
+    cfg: Config,
+    features: pl.DataFrame,
+    as_of: date,
+    prev_1w: pl.DataFrame | None,
+    prev_4w: pl.DataFrame | None,
+) -> pl.DataFrame:
+    """Compute measure points, dimensions, score, segment, drivers and trends of one date."""
+    scored = score_accounts(features, cfg)
+    return apply_overrides(
+        add_trends(scored, prev_1w, prev_4w, cfg), load_overrides(cfg, as_of), cfg
+    )
+
+
+@task(name="history-read", retries=2, retry_delay_seconds=[1, 5], cache_policy=NONE)
+def read_history(cfg: Config, as_of: date) -> HistoryContext:
+    """Fetch last week's and 4 weeks' ago scores, recent KPIs, the trend and the ARR at the KPI window start."""
+    store = open_history(cfg)
+    try:
+        return history_context(store, cfg, as_of)
+    finally:
+        store.close()
+
+
+@task(name="recommend", cache_policy=NONE)
+def recommend_actions(cfg: Config, scored: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """Fire the playbook rules."""
+    return recommend(scored, cfg, as_of)
+
+
+@task(name="kpis", cache_policy=NONE)
+def kpis(
+    cfg: Config,
+    validated: dict[str, ValidatedDataset],
+    scored: pl.DataFrame,
+    as_of: date,
+    arr_start: pl.DataFrame | None,
+) -> Kpis:
+    """Compute the portfolio KPIs."""
+    return compute_kpis(
+        {k: v.accepted for k, v in validated.items()}, scored, cfg, as_of, arr_start
+    )
+
+
+def mail_sender() -> str:
+    """Return the From address; a bad SMTP or sender setting stops the run before any file."""
+    smtp = SmtpSettings.from_env()
+    return smtp.sender if smtp else SmtpSettings.sender_from_env()
+
+
+@task(name="write-files", cache_policy=NONE)
+def write_files(
+    cfg: Config,
+    as_of: date,
+    scored: pl.DataFrame,
+    actions: pl.DataFrame,
+    kpi: Kpis,
+    validated: dict[str, ValidatedDataset],
+) -> Path:
+    """Write the date's scores, actions, KPIs and validation files into a staging folder."""
+    return stage_outputs(cfg.out_dir, as_of, scores_table(scored, cfg), actions, kpi, validated)
+
+
+@task(name="render-report", cache_policy=NONE)
+def render(
+    cfg: Config,
+    as_of: date,
+    scored: pl.DataFrame,
+    actions: pl.DataFrame,
+    kpi: Kpis,
+    validated: dict[str, ValidatedDataset],
+    history: HistoryContext,
+    stage: Path,
+) -> ReportContext:
+    """Build the report's context and write ``report.html`` into the staging folder."""
+    surveys = validated.get("survey_responses")
+    ctx = build_context(
+        ReportInputs(
+            cfg=cfg,
+            as_of=as_of,
+            scores=scored,
+            actions=actions,
+            kpis=kpi,
+            validation=validation_json(validated),
+            prev_kpis=history.kpis_before(as_of),
+            prev_scores=history.prev_1w,
+            history=history.kpis,
+            surveys=surveys.accepted if surveys else None,
+            backtest=read_backtest(cfg),
+        )
+    )
+    (stage / "report.html").write_text(render_report(ctx), encoding="utf-8")
+    return ctx
+
+
+@task(name="compose-emails", cache_policy=NONE)
+def compose_emails(
+    cfg: Config,
+    scored: pl.DataFrame,
+    actions: pl.DataFrame,
+    ctx: ReportContext,
+    sender: str,
+    stage: Path,
+) -> int:
+    """Build the stakeholder e-mail and the CSM digests into the staging folder's outbox."""
+    built = build_emails(scored, actions, ctx, cfg, sender)
+    for address in built.skipped:
+        get_run_logger().warning("no e-mail to %r: not a plain e-mail address", address)
+    return len(write_outbox(built.messages, stage / "outbox"))
+
+
+@task(name="store", retries=2, retry_delay_seconds=[1, 5], cache_policy=NONE)
+def store(
+    cfg: Config, snapshot: Snapshot, stage: Path, history: HistoryStore | None = None
+) -> Path:
+    """Write the snapshot to history in one transaction, then publish the date's files."""
+    target = history or open_history(cfg)
+    try:
+        target.write_snapshot(snapshot)
+    except BaseException:
+        discard(stage)
+        raise
+    finally:
+        if history is None:
+            target.close()
+    return publish(stage, cfg.out_dir, snapshot.as_of)
+
+
+@dataclass
+class Published:
+    """One scored as-of date: its results, its history snapshot and its folder of files.
+
+    ``out`` is where the files are once stored; before that (``prepare_date``) it is the
+    staging folder.
+    """
+
+    scored: pl.DataFrame
+    actions: pl.DataFrame
+    kpi: Kpis
+    out: Path
+    snapshot: Snapshot
+
+
+def prepare_date(
+    cfg: Config,
+    day: date,
+    features: pl.DataFrame,
+    validated: dict[str, ValidatedDataset],
+    history: HistoryContext,
+    run_time: datetime,
+    batch: str | None = None,
+    emails: bool = True,
+) -> Published:
+    """Score, recommend, compute KPIs, write the files, render the report and compose the
+    e-mails of one date into a staging folder (not stored yet)."""
+    sender = mail_sender()
+    scored = score(cfg, features, day, history.prev_1w, history.prev_4w)
+    actions = recommend_actions(cfg, scored, day)
+    kpi = kpis(cfg, validated, scored, day, history.arr_start)
+    stage = write_files(cfg, day, scored, actions, kpi, validated)
+    ctx = render(cfg, day, scored, actions, kpi, validated, history, stage)
+    if emails:  # a backfill's earlier dates: their outbox stays empty
+        compose_emails(cfg, scored, actions, ctx, sender, stage)
+    run = {
+        "run_at": run_time,
+        "config_hash": cfg.fingerprint(),
+        "code_version": code_version(),
+        "accounts": scored.height,
+        "batch": batch,
+    }
+    snapshot = make_snapshot(cfg, day, scored, actions, kpi, run)
+    return Published(scored, actions, kpi, stage, snapshot)
+
+
+def result_of(done: Published, delivered: tuple[int, int, bool]) -> RunResult:
+    """Summarise a published date for the command line."""
+    sent, pending, smtp = delivered
+    return RunResult(
+        done.snapshot.as_of,
+        done.out,
+        done.scored.height,
+        done.kpi["accounts_by_segment"],
+        done.actions.height,
+        len(list((done.out / "outbox").glob("*.eml"))),
+        sent,
+        pending,
+        smtp,
+    )
+
+
+@task(name="deliver", cache_policy=NONE)
+def deliver(out: Path, send: bool) -> tuple[int, int, bool]:
+    """Send the outbox over SMTP when asked and configured; otherwise leave it in the outbox."""
+    log = get_run_logger()
+    outbox = out / "outbox"
+    smtp = SmtpSettings.from_env()
+    n = len(list(outbox.glob("*.eml")))
+    if not send or smtp is None:
+        why = "--no-send" if not send else "CHS_SMTP_HOST is not set"
+        note = f"{n} e-mails are only in the outbox {outbox} ({why}); `chs send` delivers them."
+        if send:
+            log.warning(note)
+        else:
+            log.info(note)
+        return 0, n, smtp is not None
+    report = send_outbox(outbox, smtp)
+    for error in report.errors:
+        log.warning("e-mail %s", error)
+    note = f"{report.sent} e-mails sent via {smtp.host}:{smtp.port}."
+    if report.pending:
+        log.warning(
+            f"{note} {report.pending} could not be delivered and are only in the outbox "
+            f"{outbox}; `chs send --as-of {out.name}` retries them."
+        )
+    else:
+        log.info(note)
+    return report.sent, report.pending, True
+
+
+def publish_artifacts(result: RunResult, done: Published) -> None:
+    """Publish the week at a glance to Prefect's UI: the summary and the at-risk accounts."""
+    scored, actions, kpi = done.scored, done.actions, done.kpi
+    seg = result.segments
+    create_markdown_artifact(
+        key="weekly-summary",
+        markdown=(
+            f"# Customer health {result.as_of}\n\n"
+            f"| accounts | healthy | neutral | at risk | insufficient data | NPS | actions |\n|---|---|---|---|---|---|---|\n"
+            f"| {result.accounts} | {seg.get('healthy', 0)} | {seg.get('neutral', 0)} | {seg.get('at_risk', 0)} | "
+            f"{seg.get('insufficient_data', 0)} | {kpi.get('nps')} (n={kpi.get('nps_n')}) | {result.actions} |\n\n"
+            f"Report: `{result.out / 'report.html'}`"
+        ),
+        description="Headline KPIs and segments of the weekly run",
+    )
+    top = (
+        scored.filter(pl.col("segment") == "at_risk")
+        .sort("arr", descending=True, nulls_last=True)
+        .head(50)
+    )
+    acts = actions.group_by("account_id").agg(pl.col("action").str.join("; ").alias("actions"))
+    rows = top.select("account_id", "name", "arr", "score", "top_drivers").join(
+        acts, on="account_id", how="left"
+    )
+    create_table_artifact(
+        key="at-risk-accounts", table=rows.to_dicts(), description="At-risk accounts by ARR"
+    )
+
+
+@task(
+    name="history-open",
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    cache_policy=NONE,
+    persist_result=False,  # a live connection: never a stored result
+)
+def open_store(cfg: Config) -> HistoryStore:
+    """Open the history store for the whole pass."""
+    return open_history(cfg)
+
+
+@task(name="plan", cache_policy=NONE)
+def plan(
+    cfg: Config, dates: list[date], validated: dict[str, ValidatedDataset], history: HistoryStore
+) -> tuple[str, set[date]]:
+    """Fingerprint the pass and find the dates an interrupted run of it already wrote."""
+    log = get_run_logger()
+    batch = batch_id(cfg, code_version(), dates, validated)
+    written = sorted(set(history.runs().filter(pl.col("batch") == batch)["as_of"]) & set(dates))
+    # dates run oldest first and each is published before the next is stored, so only the
+    # latest date an interrupted run stored may lack its files: it is done again
+    done = set(written[:-1])
+    dup = [
+        f["column"] for v in validated.values() for f in v.failed if "unique" in f["expectation"]
+    ]
+    if dup:
+        log.warning(
+            "duplicate %s rows are quarantined on every date of the backfill; a run of an early "
+            "date alone accepts a copy that was the only one then",
+            ", ".join(sorted(set(dup))),
+        )
+    if done:
+        log.info(
+            "resuming: %d of %d dates are already written by this backfill", len(done), len(dates)
+        )
+    return batch, done
+
+
+@task(name="history-context", cache_policy=NONE)
+def read_pass(view: PassHistory, cfg: Config, as_of: date) -> HistoryContext:
+    """Read what a run of the date would read from history, including this pass's dates."""
+    return history_context(view, cfg, as_of)
+
+
+@task(name="as-of-slice", cache_policy=NONE)
+def slice_date(
+    validated: dict[str, ValidatedDataset], as_of: date, run_time: datetime, cfg: Config
+) -> dict[str, ValidatedDataset]:
+    """Keep the validated rows a run of the date alone would have read."""
+    return as_of_slice(validated, as_of, run_time, cfg)
