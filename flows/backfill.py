@@ -15,8 +15,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.params import BackfillParams
-from flows.passes import PassPlan, run_passes
-from flows.steps import RunResult, extract, open_store, plan, validate
+from flows.passes import PassPlan, open_store, plan, run_passes
+from flows.steps import RunResult, extract, validate
 from tasks.backfill import counted_only, dates_between, hashed_events
 from tasks.clock import utc_now
 from tasks.config import load_config

@@ -22,13 +22,12 @@ from prefect.cache_policies import NONE
 
 from flows.params import RunOptions
 from tasks.actions import recommend
-from tasks.backfill import SpanWindow, as_of_slice, batch_id
+from tasks.backfill import SpanWindow
 from tasks.config import Config
 from tasks.errors import is_transient
 from tasks.features.build import build_features_many
 from tasks.history.connect import open_history
 from tasks.history.context import HistoryContext, history_context
-from tasks.history.memory import PassHistory
 from tasks.history.schema import HistoryStore, Snapshot, make_snapshot
 from tasks.kpis import Kpis, compute_kpis
 from tasks.mail.compose import build_emails
@@ -409,56 +408,3 @@ def publish_artifacts(result: RunResult, done: Published) -> None:
     create_table_artifact(
         key="at-risk-accounts", table=rows.to_dicts(), description="At-risk accounts by ARR"
     )
-
-
-@task(
-    name="history-open",
-    retries=2,
-    retry_delay_seconds=[1, 5],
-    cache_policy=NONE,
-    persist_result=False,  # a live connection: never a stored result
-)
-def open_store(cfg: Config) -> HistoryStore:
-    """Open the history store for the whole pass."""
-    return open_history(cfg)
-
-
-@task(name="plan", cache_policy=NONE)
-def plan(
-    cfg: Config, dates: list[date], validated: dict[str, ValidatedDataset], history: HistoryStore
-) -> tuple[str, set[date]]:
-    """Fingerprint the pass and find the dates an interrupted run of it already wrote."""
-    log = get_run_logger()
-    batch = batch_id(cfg, code_version(), dates, validated)
-    written = sorted(set(history.runs().filter(pl.col("batch") == batch)["as_of"]) & set(dates))
-    # dates run oldest first and each is published before the next is stored, so only the
-    # latest date an interrupted run stored may lack its files: it is done again
-    done = set(written[:-1])
-    dup = [
-        f["column"] for v in validated.values() for f in v.failed if "unique" in f["expectation"]
-    ]
-    if dup:
-        log.warning(
-            "duplicate %s rows are quarantined on every date of the backfill; a run of an early "
-            "date alone accepts a copy that was the only one then",
-            ", ".join(sorted(set(dup))),
-        )
-    if done:
-        log.info(
-            "resuming: %d of %d dates are already written by this backfill", len(done), len(dates)
-        )
-    return batch, done
-
-
-@task(name="history-context", cache_policy=NONE)
-def read_pass(view: PassHistory, cfg: Config, as_of: date) -> HistoryContext:
-    """Read what a run of the date would read from history, including this pass's dates."""
-    return history_context(view, cfg, as_of)
-
-
-@task(name="as-of-slice", cache_policy=NONE)
-def slice_date(
-    validated: dict[str, ValidatedDataset], as_of: date, run_time: datetime, cfg: Config
-) -> dict[str, ValidatedDataset]:
-    """Keep the validated rows a run of the date alone would have read."""
-    return as_of_slice(validated, as_of, run_time, cfg)

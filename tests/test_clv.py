@@ -25,11 +25,9 @@ from tasks.clv.model import (
     fit_clv,
     fit_gamma_gamma,
     p_alive,
-    read_cdnow,
-    read_orders,
-    rfm_from_orders,
     subscription_clv,
 )
+from tasks.clv.rfm import read_cdnow, read_orders, rfm_from_orders
 from tasks.errors import ChsError
 
 CACHE = Path(__file__).parent / ".cache"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
-from tasks.clv.model import ClvResult, fit_clv, params_dict, read_orders
+from tasks.clv.model import ClvResult, fit_clv, params_dict
+from tasks.clv.rfm import read_orders
 
 PARAMS_FILE = "clv_params.json"
 CUSTOMERS_FILE = "clv_customers.csv"

@@ -12,14 +12,8 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from tasks.clv.model import (
-    expected_purchases,
-    expected_spend,
-    fit_bgnbd,
-    fit_gamma_gamma,
-    p_alive,
-    rfm_from_orders,
-)
+from tasks.clv.model import expected_purchases, expected_spend, fit_bgnbd, fit_gamma_gamma, p_alive
+from tasks.clv.rfm import rfm_from_orders
 from tasks.errors import ChsError
 
 CLV_FEATURES = ("p_alive", "expected_purchases_90d")

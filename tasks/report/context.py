@@ -12,21 +12,19 @@ import polars as pl
 from tasks.config import Config
 from tasks.kpis import Kpis
 from tasks.report.backtest_view import backtest_view
+from tasks.report.cards import headline_cards, method_view, validation_rows
 from tasks.report.charts import histogram, segment_mix_chart, trend_chart
 from tasks.report.format import SEGMENT_COLOURS, SEGMENT_LABELS, money
 from tasks.report.sections import (
     RENEWAL_SOON_DAYS,
     account_lists,
     account_rows,
-    headline_cards,
     latest_comments,
-    method_view,
     movement_matrix,
     p_alive_drops,
     segment_rows,
     summary_lines,
     trend_rows_of,
-    validation_rows,
 )
 
 
