@@ -12,7 +12,7 @@ from tasks.features.build import build_features
 from tasks.kpis import compute_kpis
 from tasks.report.sections import p_alive_drops
 from tasks.score import score_accounts
-from tests.test_clv_features import _orders
+from tests.tasks.clv.test_features import _orders
 
 AS_OF = date(2025, 12, 31)
 

@@ -22,7 +22,7 @@ from tasks.schemas import DATASETS
 from tasks.sources.plan import REASON, ROW
 from tasks.sources.read import extract_dataset
 from tests.conftest import DEMO_END
-from tests.test_purchase_model import AS_OF, purchase_data
+from tests.tasks.clv.test_purchase_model import AS_OF, purchase_data
 
 
 def test_partitions_joined_equal_the_whole(demo_template: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import DEMO_END
 
 CHS = [sys.executable, "-m", "flows.cli"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _chs(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import zipfile
 from datetime import date, datetime
 from pathlib import Path
 
@@ -30,8 +27,7 @@ from tasks.clv.model import (
 from tasks.clv.rfm import read_cdnow, read_orders, rfm_from_orders
 from tasks.errors import ChsError
 
-CACHE = Path(__file__).parent / ".cache"
-CDNOW_MEMBER = "lifetimes/datasets/CDNOW_sample.txt"
+CDNOW = Path(__file__).parents[2] / "data" / "CDNOW_sample.txt"  # see tests/data/README.md
 CDNOW_CALIBRATION_END = date(1997, 9, 30)
 PARAMS_KEYS = {"r", "alpha", "a", "b", "p", "q", "gamma", "log_likelihood"}
 
@@ -230,26 +226,8 @@ def test_missing_column_raises_chs_error(small_orders: pl.DataFrame, tmp_path: P
 
 @pytest.fixture(scope="session")
 def cdnow_path() -> Path:
-    """Return CDNOW_sample.txt, taken from the lifetimes 0.11.3 wheel (downloaded once)."""
-    target = CACHE / "CDNOW_sample.txt"
-    if target.is_file():
-        return target
-    CACHE.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(CACHE.glob("[Ll]ifetimes-0.11.3-*.whl"))
-    if not wheels:
-        # Few retries and a short timeout so an unreachable registry skips quickly.
-        command = [sys.executable, "-m", "pip", "download", "lifetimes==0.11.3", "--no-deps"]
-        options = ["--retries", "1", "--timeout", "20", "-d", str(CACHE)]
-        done = subprocess.run([*command, *options], capture_output=True, text=True, timeout=300)
-        wheels = sorted(CACHE.glob("[Ll]ifetimes-0.11.3-*.whl"))
-        if done.returncode != 0 or not wheels:
-            last_line = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            pytest.skip(
-                f"cannot download lifetimes==0.11.3 (the CDNOW data) from PyPI: {last_line}"
-            )
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        target.write_bytes(wheel.read(CDNOW_MEMBER))
-    return target
+    """Return CDNOW_sample.txt as shipped in tests/data (taken from the lifetimes 0.11.3 wheel)."""
+    return CDNOW
 
 
 @pytest.fixture(scope="session")

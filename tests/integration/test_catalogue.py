@@ -49,7 +49,7 @@ IDS = ["a", "b"]  # the accounts every other dataset may refer to
 ORDERS = "order_id,account_id,ordered_at,amount,kind\n"
 SURVEYS = "response_id,account_id,survey,score,submitted_at\n"
 TICKETS = "ticket_id,account_id,opened_at,resolved_at,priority\n"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # the reasons of the suites, as they appear in quarantine files
 DUPLICATE = "identifies one record; a duplicate makes counts and sums wrong"
