@@ -23,7 +23,7 @@ run: $(STAMP)
 test: $(STAMP) | $(CHROMIUM)
 	$(BIN)/python -m pytest
 
-# tests/test_report_browser.py opens the report in headless Chromium: install Debian's package
+# tests/tasks/report/test_report_browser.py opens the report in headless Chromium: install Debian's package
 # when it is missing and we may (root with apt-get); otherwise that one test skips and says why.
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -1,4 +1,4 @@
-"""Tests for the demo data generator (tasks/demo.py)."""
+"""Tests for the demo data generator (demodata/)."""
 
 from __future__ import annotations
 
