@@ -24,7 +24,8 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -62,7 +63,7 @@ def preload() -> None:
     threading.Thread(target=load, name="preload-gx", daemon=True).start()
 
 
-EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
+EXPECTATIONS_DIR = files("expectations")  # package data: the same in a checkout and a wheel
 CAST = "cast_to_schema"  # the pseudo-expectation for values that could not be typed
 _CONDITION = re.compile(r'^\s*(\w+)\s*(==|!=)\s*"([^"]*)"\s*$')
 
@@ -87,7 +88,7 @@ class ValidatedDataset:
         }
 
 
-def load_suite_json(dataset: str, directory: Path = EXPECTATIONS_DIR) -> dict[str, Any]:
+def load_suite_json(dataset: str, directory: Traversable = EXPECTATIONS_DIR) -> dict[str, Any]:
     """Read a suite file; a missing or broken file is a configuration error."""
     path = directory / f"{dataset}.json"
     try:

@@ -7,21 +7,18 @@ by ``tasks.report.context``.
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from tasks.report.context import ReportContext
 from tasks.report.format import fmt_num, fmt_signed, pct_filter
-
-TEMPLATES = Path(__file__).resolve().parents[2] / "reports" / "templates"
 
 
 @cache
 def environment() -> Environment:
     """Return the shared Jinja2 environment; autoescaping is on for every template."""
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=PackageLoader("reports", "templates"),  # package data of the wheel
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,
