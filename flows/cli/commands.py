@@ -49,6 +49,13 @@ def _summary(r: Any, seconds: float) -> None:
         f"{seg.get('at_risk', 0):,} at risk, {seg.get('insufficient_data', 0):,} with insufficient data; "
         f"{r.actions:,} actions; {seconds:.1f} s"
     )
+    c = getattr(r, "loop", None)
+    if c:
+        _print(
+            f"  actions: {c['fired']:,} fired = {c['new']:,} new + {c['carried']:,} carried + "
+            f"{c['deferred']:,} deferred + {c['holdout']:,} held out; {c['cooling']:,} in "
+            f"cooldown, {c['expired']:,} expired, {c['updated']:,} status updates applied"
+        )
     _print(f"  files: {r.out}")
     if r.sent:
         _print(f"  e-mails: {r.sent} sent, {r.pending} left in {r.out / 'outbox'}")
