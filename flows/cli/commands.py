@@ -209,7 +209,17 @@ def cmd_clv(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_actions(args: argparse.Namespace) -> int:
+    from tasks.action_export import export_actions
+    from tasks.config import load_config
+
+    path, n = export_actions(load_config(Path(args.config)), args.as_of, args.out)
+    _print(f"{n:,} open actions written to {path}; edit status (and note, author, snooze_until)")
+    return 0
+
+
 COMMANDS = {
+    "actions": cmd_actions,
     "run": cmd_run,
     "backfill": cmd_backfill,
     "validate": cmd_validate,
