@@ -7,6 +7,7 @@ weekly and the backfill flow are short lists of these steps.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from tasks.history.connect import open_history
 from tasks.history.context import HistoryContext, history_context
 from tasks.history.schema import HistoryStore, Snapshot, make_snapshot
 from tasks.kpis import Kpis, compute_kpis
+from tasks.loop import LoopRun, run_loop
 from tasks.mail.compose import build_emails
 from tasks.mail.outbox import write_outbox
 from tasks.mail.smtp import SmtpSettings, send_outbox
@@ -59,6 +61,8 @@ class RunResult:
     pending: int = 0
     smtp: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    # the lifecycle's counts: fired = new + carried + deferred + holdout (SPEC 10.1)
+    loop: dict[str, int] = field(default_factory=dict)
 
 
 @cache
@@ -192,6 +196,27 @@ def recommend_actions(cfg: Config, scored: pl.DataFrame, as_of: date) -> pl.Data
     return recommend(scored, cfg, as_of)
 
 
+@task(name="lifecycle", cache_policy=NONE)
+def lifecycle(
+    cfg: Config,
+    fired: pl.DataFrame,
+    scored: pl.DataFrame,
+    validated: dict[str, ValidatedDataset],
+    history: HistoryContext,
+    as_of: date,
+) -> LoopRun:
+    """Carry, open, defer, hold out and expire the actions; apply status updates; measure."""
+    loop = run_loop(cfg, fired, scored, validated, history, as_of)
+    c = loop.advanced.counts
+    get_run_logger().info(
+        "actions: %d fired = %d new + %d carried + %d deferred + %d held out "
+        "(%d in cooldown, %d expired, %d status updates applied)",
+        *(c[k] for k in ("fired", "new", "carried", "deferred", "holdout")),
+        *(c[k] for k in ("cooling", "expired", "updated")),
+    )
+    return loop
+
+
 @task(name="kpis", cache_policy=NONE)
 def kpis(
     cfg: Config,
@@ -223,6 +248,11 @@ def write_files(
 ) -> Path:
     """Write the date's scores, actions, KPIs and validation files into a staging folder."""
     return stage_outputs(cfg.out_dir, as_of, scores_table(scored, cfg), actions, kpi, validated)
+
+
+def write_loop_files(loop: LoopRun, stage: Path) -> None:
+    """Write effectiveness.json into the staging folder."""
+    (stage / "effectiveness.json").write_text(json.dumps(loop.effectiveness, indent=2))
 
 
 @task(name="render-report", cache_policy=NONE)
@@ -303,6 +333,7 @@ class Published:
     kpi: Kpis
     out: Path
     snapshot: Snapshot
+    loop: dict[str, int] = field(default_factory=dict)
 
 
 def prepare_date(
@@ -319,9 +350,12 @@ def prepare_date(
     e-mails of one date into a staging folder (not stored yet)."""
     sender = mail_sender()
     scored = score(cfg, features, day, history.prev_1w, history.prev_4w)
-    actions = recommend_actions(cfg, scored, day)
+    loop = lifecycle(cfg, recommend_actions(cfg, scored, day), scored, validated, history, day)
+    validated = loop.validated  # refused status updates are quarantined
+    actions = loop.advanced.work  # what the report and the e-mails list as this week's work
     kpi = kpis(cfg, validated, scored, day, history.arr_start)
-    stage = write_files(cfg, day, scored, actions, kpi, validated)
+    stage = write_files(cfg, day, scored, loop.advanced.listed, kpi, validated)
+    write_loop_files(loop, stage)
     ctx = render(cfg, day, scored, actions, kpi, validated, history, stage)
     if emails:  # a backfill's earlier dates: their outbox stays empty
         compose_emails(cfg, scored, actions, ctx, sender, stage)
@@ -332,8 +366,9 @@ def prepare_date(
         "accounts": scored.height,
         "batch": batch,
     }
-    snapshot = make_snapshot(cfg, day, scored, actions, kpi, run)
-    return Published(scored, actions, kpi, stage, snapshot)
+    snapshot = make_snapshot(cfg, day, scored, loop.advanced.state, kpi, run)
+    snapshot.action_events = loop.advanced.events
+    return Published(scored, actions, kpi, stage, snapshot, loop.advanced.counts)
 
 
 def result_of(done: Published, delivered: tuple[int, int, bool]) -> RunResult:
@@ -349,6 +384,7 @@ def result_of(done: Published, delivered: tuple[int, int, bool]) -> RunResult:
         sent,
         pending,
         smtp,
+        loop=done.loop,
     )
 
 
@@ -385,6 +421,14 @@ def publish_artifacts(result: RunResult, done: Published) -> None:
     """Publish the week at a glance to Prefect's UI: the summary and the at-risk accounts."""
     scored, actions, kpi = done.scored, done.actions, done.kpi
     seg = result.segments
+    c = done.loop
+    loop = (
+        f"\n\nActions: {c.get('fired', 0)} fired = {c.get('new', 0)} new + "
+        f"{c.get('carried', 0)} carried + {c.get('deferred', 0)} deferred + "
+        f"{c.get('holdout', 0)} held out ({c.get('cooling', 0)} in cooldown)"
+        if c
+        else ""
+    )
     create_markdown_artifact(
         key="weekly-summary",
         markdown=(
@@ -392,7 +436,7 @@ def publish_artifacts(result: RunResult, done: Published) -> None:
             f"| accounts | healthy | neutral | at risk | insufficient data | NPS | actions |\n|---|---|---|---|---|---|---|\n"
             f"| {result.accounts} | {seg.get('healthy', 0)} | {seg.get('neutral', 0)} | {seg.get('at_risk', 0)} | "
             f"{seg.get('insufficient_data', 0)} | {kpi.get('nps')} (n={kpi.get('nps_n')}) | {result.actions} |\n\n"
-            f"Report: `{result.out / 'report.html'}`"
+            f"Report: `{result.out / 'report.html'}`{loop}"
         ),
         description="Headline KPIs and segments of the weekly run",
     )

@@ -275,6 +275,20 @@ class ActionRule(_Strict):
     owner: str = "csm"  # "csm" (the account's CSM) or an e-mail address
     priority: Literal["low", "medium", "high", "urgent"] = "medium"
     due_days: int = Field(7, ge=0)
+    holdout_share: float | None = Field(None, ge=0, lt=1)  # this playbook's own hold-out share
+
+
+class PlaybookSettings(_Strict):
+    """The lifecycle of actions (SPEC 10.1): ``[actions]`` keys beside ``[[actions.playbooks]]``."""
+
+    cooldown_days: int = Field(28, ge=0)  # a done/dismissed action is not re-opened for this long
+    expire_days: int = Field(28, ge=1)  # an unworked action whose rule stopped firing expires
+    max_new_per_owner: int = Field(10, ge=0)  # new actions per owner and run (0: no limit)
+    holdout_share: float = Field(0.1, ge=0, lt=1)  # share of newly qualifying accounts held out
+    holdout_key: str = "chs-holdout"  # keys the hash that picks the hold-out group
+    recovery_points: float = Field(10.0, gt=0)  # score gain that counts as recovered
+    recovery_days: int = Field(56, ge=1)  # ... within this many days of opening
+    churn_days: int = Field(90, ge=1)  # churn counted within this many days of opening
 
 
 class ScheduleConfig(_Strict):
@@ -315,6 +329,9 @@ class Config(_Strict):
     )
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     actions: list[ActionRule] = Field(default_factory=list)
+    # written as [actions] keys in the file (parse_config moves them here), the rules then
+    # being [[actions.playbooks]]; a plain [[actions]] list keeps these defaults
+    playbook_settings: PlaybookSettings = Field(default_factory=PlaybookSettings)
     kpis: KpiConfig = Field(default_factory=KpiConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
@@ -353,6 +370,8 @@ def _first_error(err: ValidationError) -> str:
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         msg = "unknown key"
+    if where.startswith("playbook_settings"):  # written as [actions] keys
+        where = "actions" + where.removeprefix("playbook_settings")
     return f"{where}: {msg}"
 
 
@@ -363,6 +382,11 @@ def parse_config(data: dict[str, Any], base_dir: Path, origin: str = "config") -
     clv_method = data.get("kpis", {}).get("clv_method", "subscription")
     scoring.setdefault("measures", default_measures(purchase_model=clv_method == "bgnbd"))
     data["scoring"] = scoring
+    actions = data.get("actions")
+    if isinstance(actions, dict):  # [actions] settings with [[actions.playbooks]] rules
+        settings = dict(actions)
+        data["actions"] = settings.pop("playbooks", default_actions())
+        data["playbook_settings"] = settings
     data.setdefault("actions", default_actions())
     try:
         cfg = Config(**data, base_dir=base_dir)

@@ -17,7 +17,7 @@ import polars as pl
 
 from tasks.config import Config
 from tasks.kpis import Kpis
-from tasks.schemas import ACTION_COLUMNS, DIMENSIONS
+from tasks.schemas import ACTION_COLUMNS, ACTIONS_CSV_COLUMNS, DIMENSIONS
 from tasks.validate import ValidatedDataset
 
 BASE_COLUMNS = (
@@ -87,7 +87,10 @@ def stage_outputs(
     stage.mkdir()
     scores.write_parquet(stage / "scores.parquet")
     scores.write_csv(stage / "scores.csv", float_precision=4)
-    actions.select(ACTION_COLUMNS).write_csv(stage / "actions.csv")
+    lifecycle = set(ACTIONS_CSV_COLUMNS) <= set(actions.columns)
+    actions.select(ACTIONS_CSV_COLUMNS if lifecycle else ACTION_COLUMNS).write_csv(
+        stage / "actions.csv"
+    )
     (stage / "kpis.json").write_text(json.dumps(kpis, indent=2, ensure_ascii=False))
     (stage / "validation.json").write_text(json.dumps(validation_json(validated), indent=2))
     _write_quarantine(validated, stage / "quarantine")

@@ -146,8 +146,30 @@ OUTCOMES = Dataset(
     time_column="measured_at",
 )
 
+# Status changes of actions (SPEC 10.1), e.g. a CSV the CSMs edit (``chs actions export``).
+# The statuses a person may set; expired, deferred and holdout are the pipeline's own.
+MANUAL_STATUSES: tuple[str, ...] = ("open", "in_progress", "done", "dismissed", "snoozed")
+ACTION_UPDATES = Dataset(
+    name="action_updates",
+    schema=_schema(
+        {
+            "action_id": pl.String,
+            "status": pl.String,
+            "updated_at": TS,
+            "author": pl.String,
+            "note": pl.String,
+            "snooze_until": pl.Date,
+        }
+    ),
+    required=("action_id", "status", "updated_at"),
+    key=None,  # an action may change status many times
+    time_column="updated_at",
+    value_sets={"status": MANUAL_STATUSES},
+)
+
 DATASETS: dict[str, Dataset] = {
-    d.name: d for d in (ACCOUNTS, ORDERS, TICKETS, SURVEY_RESPONSES, USAGE_EVENTS, OUTCOMES)
+    d.name: d
+    for d in (ACCOUNTS, ORDERS, TICKETS, SURVEY_RESPONSES, USAGE_EVENTS, OUTCOMES, ACTION_UPDATES)
 }
 
 # Survey scales (SPEC section 3); the config may change them.
@@ -172,6 +194,9 @@ ACTION_COLUMNS: tuple[str, ...] = (
     "priority",
     "due_date",
 )
+# actions.csv: the columns above, then the lifecycle's (SPEC 10.1)
+LIFECYCLE_COLUMNS: tuple[str, ...] = ("action_id", "status", "opened_on", "weeks_open", "overdue")
+ACTIONS_CSV_COLUMNS: tuple[str, ...] = (*ACTION_COLUMNS, *LIFECYCLE_COLUMNS)
 
 
 def empty_frame(dataset: str) -> pl.DataFrame:

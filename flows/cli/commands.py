@@ -49,6 +49,13 @@ def _summary(r: Any, seconds: float) -> None:
         f"{seg.get('at_risk', 0):,} at risk, {seg.get('insufficient_data', 0):,} with insufficient data; "
         f"{r.actions:,} actions; {seconds:.1f} s"
     )
+    c = getattr(r, "loop", None)
+    if c:
+        _print(
+            f"  actions: {c['fired']:,} fired = {c['new']:,} new + {c['carried']:,} carried + "
+            f"{c['deferred']:,} deferred + {c['holdout']:,} held out; {c['cooling']:,} in "
+            f"cooldown, {c['expired']:,} expired, {c['updated']:,} status updates applied"
+        )
     _print(f"  files: {r.out}")
     if r.sent:
         _print(f"  e-mails: {r.sent} sent, {r.pending} left in {r.out / 'outbox'}")
@@ -202,7 +209,17 @@ def cmd_clv(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_actions(args: argparse.Namespace) -> int:
+    from tasks.action_export import export_actions
+    from tasks.config import load_config
+
+    path, n = export_actions(load_config(Path(args.config)), args.as_of, args.out)
+    _print(f"{n:,} open actions written to {path}; edit status (and note, author, snooze_until)")
+    return 0
+
+
 COMMANDS = {
+    "actions": cmd_actions,
     "run": cmd_run,
     "backfill": cmd_backfill,
     "validate": cmd_validate,

@@ -17,6 +17,7 @@ from tasks.config import (
     AlertsConfig,
     KpiConfig,
     OutputConfig,
+    PlaybookSettings,
     ReportConfig,
     ScheduleConfig,
     ScoringConfig,
@@ -104,6 +105,9 @@ uri = "postgresql://chs_reader@db.example.com:5432/success"
 table = "goal_measurements"
 password_env = "CHS_OUTCOMES_PASSWORD"
 # password_secret = "outcomes-db-password"   # or a Prefect Secret block instead of the variable
+
+[sources.action_updates]                # status changes of actions: `chs actions export`, edited
+uri = "action-updates.csv"
 """
 _HELP: dict[str, str] = {
     "output.dir": "where each as-of date's files go (scores, actions, kpis, report, outbox)",
@@ -204,8 +208,10 @@ def _measures() -> list[str]:
 
 def _actions() -> list[str]:
     lines = [_ACTIONS_NOTE]
+    lines += ["# the lifecycle of actions (README: Actions with a lifecycle)"]
+    lines += _table("actions", _fields(PlaybookSettings.model_validate({})))
     for a in default_actions():
-        lines.append("[[actions]]")
+        lines.append("[[actions.playbooks]]")
         lines += [_line(k, v) for k, v in {**a, "owner": a.get("owner", "csm")}.items()]
         lines.append("")
     return lines

@@ -126,6 +126,15 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--horizon-days", type=int, default=90)
 
+    p = sub.add_parser("actions", help="work with the actions: export the open ones for editing")
+    acts = p.add_subparsers(dest="actions_command", required=True)
+    e = acts.add_parser("export", help="write the open actions as a CSV to edit and feed back")
+    _config_arg(e)
+    e.add_argument("--as-of", type=_date, default=None, help="the run to export (default: latest)")
+    e.add_argument(
+        "--out", type=Path, default=None, help="file (default: <out>/action-updates-D.csv)"
+    )
+
     p = sub.add_parser("init", help="write a commented starter config listing every key")
     p.add_argument(
         "path", nargs="?", default=DEFAULT_CONFIG, help="file or folder (default: chs.toml)"

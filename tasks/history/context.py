@@ -21,6 +21,10 @@ class HistoryContext:
     arr_start: pl.DataFrame | None  # ... nearest the KPI window's start (±7 days), for GRR/NRR
     kpis: list[Kpis]  # the KPIs of the 13 weeks before, oldest first
     trend: pl.DataFrame  # one row per stored date of the TREND_WEEKS weeks before
+    actions: pl.DataFrame | None = None  # the actions as the previous run left them
+    action_ids: frozenset[str] = frozenset()  # every action id of earlier runs
+    openings: pl.DataFrame | None = None  # each action's opening row (for the effectiveness)
+    effect_scores: pl.DataFrame | None = None  # the scores the effectiveness reads
 
     def kpis_before(self, as_of: date, days: int = 4) -> Kpis | None:
         """Return the latest stored KPIs at least ``days`` before ``as_of`` (last week's)."""
@@ -42,4 +46,20 @@ def history_context(store: HistoryReader, cfg: Config, as_of: date) -> HistoryCo
         arr_start=store.scores_near(as_of - timedelta(days=cfg.windows.kpi_days), 7),
         kpis=store.kpis_between(as_of - timedelta(days=7 * 13), as_of - timedelta(days=1)),
         trend=store.trend(as_of - timedelta(days=1), TREND_WEEKS),
+        actions=store.actions_before(as_of),
+        action_ids=frozenset(store.action_ids_before(as_of)),
+        **_effect_inputs(store, cfg, as_of),
     )
+
+
+def _effect_inputs(store: HistoryReader, cfg: Config, as_of: date) -> dict[str, pl.DataFrame]:
+    """Read the openings old enough to judge and the scores after them (from the store)."""
+    s = cfg.playbook_settings
+    mature = as_of - timedelta(days=max(s.recovery_days, s.churn_days))
+    openings = store.action_openings(mature)
+    if openings.is_empty():
+        return {"openings": openings, "effect_scores": pl.DataFrame()}
+    first = openings["opened_on"].min()
+    assert isinstance(first, date)
+    scores = store.scores_between(first, mature + timedelta(days=s.recovery_days))
+    return {"openings": openings, "effect_scores": scores.select("account_id", "as_of", "score")}

@@ -12,9 +12,11 @@ from tasks.history.schema import (
     TREND_WEEKS,
     HistoryReader,
     Snapshot,
+    conform,
     history_scores,
     nearest,
     portfolio_trend,
+    schema_of,
     trend_window,
 )
 from tasks.kpis import Kpis
@@ -42,6 +44,9 @@ class PassHistory:
         self._scores: dict[date, pl.DataFrame] = {}
         self._kpis: dict[date, Kpis] = {}
         self._trend: dict[date, pl.DataFrame] = {}
+        self._actions: dict[date, pl.DataFrame] = {}  # the latest computed date's actions
+        self._action_ids: set[str] = set()
+        self._openings: list[pl.DataFrame] = []
         self._loaded_from = date.max  # the stored KPIs and trend from here on are in memory
         self._stored_kpis: dict[date, Kpis] = {}
         self._stored_trend = pl.DataFrame()
@@ -62,6 +67,11 @@ class PassHistory:
         self._scores[snapshot.as_of] = scores
         self._kpis[snapshot.as_of] = cast(Kpis, json.loads(json.dumps(snapshot.kpis)))
         self._trend[snapshot.as_of] = portfolio_trend(scores)
+        acts = snapshot.actions
+        if "action_id" in acts.columns:
+            self._actions = {snapshot.as_of: acts}
+            self._action_ids |= set(acts["action_id"].drop_nulls())
+            self._openings.append(_openings(acts))
         if self.keep_days is not None:
             # a later date never reads these scores again; if one did, the store has them
             oldest = snapshot.as_of - timedelta(days=self.keep_days)
@@ -102,3 +112,45 @@ class PassHistory:
         stored = stored.filter(~pl.col("as_of").is_in(pl.Series(list(self._trend), dtype=pl.Date)))
         ours = [t for d, t in self._trend.items() if start <= d <= end]
         return pl.concat([stored, *ours]).sort("as_of")
+
+    def actions_before(self, as_of: date) -> pl.DataFrame:
+        """Return the actions of the latest date before ``as_of``, from this pass when it has it."""
+        before = [d for d in self.dates() if d < as_of]
+        latest = max(before, default=None)
+        if latest is not None and latest in self._actions:
+            return conform(self._actions[latest], "action_history")
+        return self.store.actions_before(as_of)
+
+    def action_ids_before(self, as_of: date) -> set[str]:
+        """Return every action id stored or computed in this pass (a pass runs oldest first)."""
+        return self.store.action_ids_before(as_of) | self._action_ids
+
+    def action_openings(self, until: date) -> pl.DataFrame:
+        """Return each action's opening row up to ``until``, stored or computed in this pass."""
+        parts = [self.store.action_openings(until), *self._openings]
+        both = pl.concat([conform_openings(p) for p in parts], how="vertical")
+        return both.filter(pl.col("opened_on") <= until).unique("action_id", keep="first")
+
+    def scores_between(self, start: date, end: date) -> pl.DataFrame:
+        """Return stored score rows of [start, end] (the pass stores each date before the next
+        but one, and the effectiveness reads only dates weeks old)."""
+        return self.store.scores_between(start, end)
+
+
+_OPENING_COLUMNS = [
+    "account_id",
+    "action",
+    "action_id",
+    "opened_on",
+    "holdout",
+    "opened_score",
+    "opened_segment",
+]
+
+
+def conform_openings(df: pl.DataFrame) -> pl.DataFrame:
+    return df.select(_OPENING_COLUMNS).cast(schema_of("action_history", _OPENING_COLUMNS))
+
+
+def _openings(actions: pl.DataFrame) -> pl.DataFrame:
+    return conform_openings(actions.filter(pl.col("as_of") == pl.col("opened_on")))

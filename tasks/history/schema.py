@@ -59,6 +59,34 @@ ACTION_COLUMNS = {
     "owner": "VARCHAR",
     "priority": "VARCHAR",
     "due_date": "DATE",
+    # the lifecycle (SPEC 10.1): every live action of the date, and closed ones in cooldown
+    "action_id": "VARCHAR",
+    "status": "VARCHAR",
+    "opened_on": "DATE",
+    "weeks_open": "BIGINT",
+    "overdue": "BOOLEAN",
+    "status_at": "TIMESTAMP",
+    "snooze_until": "DATE",
+    "closed_on": "DATE",
+    "last_fired": "DATE",
+    "holdout": "BOOLEAN",
+    "opened_score": "DOUBLE",
+    "opened_segment": "VARCHAR",
+    "arr": "DOUBLE",  # the account's ARR when the action was last ranked
+}
+# every status change of an action, with who made it and when (as_of: the run that saw it)
+ACTION_EVENT_COLUMNS = {
+    "as_of": "DATE",
+    "action_id": "VARCHAR",
+    "account_id": "VARCHAR",
+    "action": "VARCHAR",
+    "owner": "VARCHAR",
+    "status": "VARCHAR",
+    "previous": "VARCHAR",
+    "changed_at": "TIMESTAMP",
+    "author": "VARCHAR",
+    "note": "VARCHAR",
+    "source": "VARCHAR",
 }
 RUN_COLUMNS = {
     "as_of": "DATE",
@@ -74,6 +102,7 @@ DDL = {
     "action_history": ACTION_COLUMNS,
     "kpi_history": {"as_of": "DATE", "kpis": "VARCHAR"},
     "run_history": RUN_COLUMNS,
+    "action_events": ACTION_EVENT_COLUMNS,
 }
 _POLARS = {
     "DATE": pl.Date(),
@@ -102,6 +131,7 @@ class Snapshot:
     actions: pl.DataFrame
     kpis: Kpis
     run: dict[str, Any]
+    action_events: pl.DataFrame | None = None  # the status changes of the run
 
 
 def measures_long(scores: pl.DataFrame, cfg: Config) -> pl.DataFrame:
@@ -200,6 +230,10 @@ class HistoryReader(Protocol):
     def scores_near(self, target: date, tolerance_days: int) -> pl.DataFrame | None: ...
     def kpis_between(self, start: date, end: date) -> list[Kpis]: ...
     def trend(self, as_of: date, weeks: int = TREND_WEEKS) -> pl.DataFrame: ...
+    def actions_before(self, as_of: date) -> pl.DataFrame: ...
+    def action_ids_before(self, as_of: date) -> set[str]: ...
+    def action_openings(self, until: date) -> pl.DataFrame: ...
+    def scores_between(self, start: date, end: date) -> pl.DataFrame: ...
 
 
 class HistoryStore(HistoryReader, Protocol):
@@ -209,7 +243,6 @@ class HistoryStore(HistoryReader, Protocol):
     def account_series(
         self, as_of: date, weeks: int = TREND_WEEKS, accounts: Sequence[str] | None = None
     ) -> pl.DataFrame: ...
-    def scores_between(self, start: date, end: date) -> pl.DataFrame: ...
     def measures_between(self, start: date, end: date) -> pl.DataFrame: ...
     def runs(self) -> pl.DataFrame: ...
     def close(self) -> None: ...

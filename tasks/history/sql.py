@@ -58,6 +58,9 @@ class SqlHistory(ABC):
                 {"as_of": [snapshot.as_of], "kpis": [json.dumps(snapshot.kpis)]}
             ),
             "run_history": pl.DataFrame([{"as_of": snapshot.as_of, **snapshot.run}]),
+            "action_events": snapshot.action_events
+            if snapshot.action_events is not None
+            else pl.DataFrame(schema=schema_of("action_events")),
         }
         with self._transaction(snapshot.as_of):
             for table in DDL:
@@ -109,6 +112,44 @@ class SqlHistory(ABC):
             "order by as_of, account_id, measure",
             [start, end],
             schema_of("measure_history"),
+        )
+
+    def actions_before(self, as_of: date) -> pl.DataFrame:
+        """Return the actions as the latest run before ``as_of`` left them (point in time)."""
+        return self._frame(
+            "select * from action_history where as_of = "
+            "(select max(as_of) from run_history where as_of < ?)",
+            [as_of],
+            schema_of("action_history"),
+        )
+
+    def action_ids_before(self, as_of: date) -> set[str]:
+        """Return the id of every action any run before ``as_of`` kept."""
+        rows = self._rows(
+            "select distinct action_id from action_history where as_of < ? "
+            "and action_id is not null",
+            [as_of],
+        )
+        return {r[0] for r in rows}
+
+    def action_openings(self, until: date) -> pl.DataFrame:
+        """Return each action's first stored row up to ``until``: who, which playbook, when it
+        opened, held out or not, and the score it opened with."""
+        cols = ["account_id", "action", "action_id", "opened_on", "holdout", "opened_score"]
+        cols += ["opened_segment"]
+        return self._frame(
+            f"select {', '.join(cols)} from action_history where as_of <= ? "
+            "and action_id is not null and as_of = opened_on",
+            [until],
+            schema_of("action_history", cols),
+        )
+
+    def action_events_between(self, start: date, end: date) -> pl.DataFrame:
+        """Return the status changes runs in [start, end] saw."""
+        return self._frame(
+            "select * from action_events where as_of between ? and ? order by changed_at",
+            [start, end],
+            schema_of("action_events"),
         )
 
     def runs(self) -> pl.DataFrame:

@@ -86,8 +86,18 @@ def test_weekly_flow_writes_every_output_and_reruns_idempotently(demo: Path) -> 
         "owner",
         "priority",
         "due_date",
+        # the lifecycle's columns follow the first seven (SPEC 10.1)
+        "action_id",
+        "status",
+        "opened_on",
+        "weeks_open",
+        "overdue",
     ]
     assert actions.height > 0
+    assert actions["action_id"].is_unique().all()
+    assert "holdout" not in set(actions["status"])  # nobody is told who is held out
+    effect = json.loads((out / "effectiveness.json").read_text())
+    assert {p["action"] for p in effect["playbooks"]} >= {"Health-check call with the customer"}
     kpis = json.loads((out / "kpis.json").read_text())
     assert kpis.keys() >= KPI_KEYS
     assert -100 <= kpis["nps"] <= 100

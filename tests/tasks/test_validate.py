@@ -244,6 +244,12 @@ BROKEN: dict[str, dict[str, list[str | None]]] = {
             "2206-01-01",
         ],
     },
+    "action_updates": {
+        "action_id": ["x1", None, "x3", "x4", "x5"],
+        "status": ["done", "open", None, "expired", "snoozed"],
+        "updated_at": ["2026-03-01", "2026-03-01", "2026-03-01", None, "2206-01-01"],
+        "snooze_until": [None, None, None, None, "2206-02-01"],
+    },
 }
 
 

@@ -371,7 +371,20 @@ def test_history_context_of_a_run() -> None:
         def trend(self, as_of: date, weeks: int = 12) -> pl.DataFrame:
             return pl.DataFrame({"as_of": [as_of], "weeks": [weeks]})
 
+        def actions_before(self, as_of: date) -> pl.DataFrame:
+            return pl.DataFrame({"as_of": [D1]})
+
+        def action_ids_before(self, as_of: date) -> set[str]:
+            return {"a1"}
+
+        def action_openings(self, until: date) -> pl.DataFrame:
+            return pl.DataFrame(schema={"opened_on": pl.Date})
+
+        def scores_between(self, start: date, end: date) -> pl.DataFrame:
+            return pl.DataFrame()
+
     ctx = history_context(Fake(), cfg, D2)
+    assert ctx.action_ids == {"a1"}
     assert ctx.prev_1w is not None
     assert ctx.prev_1w["as_of"].to_list() == [D1]
     assert ctx.prev_4w is None
