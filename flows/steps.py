@@ -38,6 +38,7 @@ from tasks.overrides import apply_overrides, load_overrides
 from tasks.report.backtest_view import read_backtest
 from tasks.report.context import ReportContext, ReportInputs, build_context
 from tasks.report.templates import render_report
+from tasks.rules import rules_with_data
 from tasks.schemas import DATASETS
 from tasks.score import add_trends, score_accounts
 from tasks.sources.cache import ExtractCache, extract_cached
@@ -59,6 +60,7 @@ class RunResult:
     pending: int = 0
     smtp: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    skipped_rules: dict[str, str] = field(default_factory=dict)  # action -> why it had no data
 
 
 @cache
@@ -188,8 +190,11 @@ def read_history(cfg: Config, as_of: date) -> HistoryContext:
 
 @task(name="recommend", cache_policy=NONE)
 def recommend_actions(cfg: Config, scored: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    """Fire the playbook rules."""
-    return recommend(scored, cfg, as_of)
+    """Fire the playbook rules that have data; say which were skipped and why."""
+    rules, skipped = rules_with_data(cfg.actions, scored)
+    for action, why in skipped.items():
+        get_run_logger().info("playbook %r skipped: %s", action, why)
+    return recommend(scored, cfg.model_copy(update={"actions": rules}), as_of)
 
 
 @task(name="kpis", cache_policy=NONE)
@@ -303,6 +308,7 @@ class Published:
     kpi: Kpis
     out: Path
     snapshot: Snapshot
+    skipped_rules: dict[str, str] = field(default_factory=dict)
 
 
 def prepare_date(
@@ -333,7 +339,8 @@ def prepare_date(
         "batch": batch,
     }
     snapshot = make_snapshot(cfg, day, scored, actions, kpi, run)
-    return Published(scored, actions, kpi, stage, snapshot)
+    skipped = rules_with_data(cfg.actions, scored)[1]
+    return Published(scored, actions, kpi, stage, snapshot, skipped)
 
 
 def result_of(done: Published, delivered: tuple[int, int, bool]) -> RunResult:
@@ -349,6 +356,7 @@ def result_of(done: Published, delivered: tuple[int, int, bool]) -> RunResult:
         sent,
         pending,
         smtp,
+        skipped_rules=done.skipped_rules,
     )
 
 
@@ -393,6 +401,9 @@ def publish_artifacts(result: RunResult, done: Published) -> None:
             f"| {result.accounts} | {seg.get('healthy', 0)} | {seg.get('neutral', 0)} | {seg.get('at_risk', 0)} | "
             f"{seg.get('insufficient_data', 0)} | {kpi.get('nps')} (n={kpi.get('nps_n')}) | {result.actions} |\n\n"
             f"Report: `{result.out / 'report.html'}`"
+            + "".join(
+                f"\n\nSkipped playbook *{a}*: {why}" for a, why in result.skipped_rules.items()
+            )
         ),
         description="Headline KPIs and segments of the weekly run",
     )
