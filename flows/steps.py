@@ -24,6 +24,7 @@ from flows.params import RunOptions
 from tasks.actions import recommend
 from tasks.backfill import SpanWindow
 from tasks.config import Config
+from tasks.currency import rate_table, to_home
 from tasks.errors import is_transient
 from tasks.features.build import build_features_many
 from tasks.history.connect import open_history
@@ -122,16 +123,27 @@ def extract(
 
 @task(name="validate", cache_policy=NONE)
 def validate(
-    cfg: Config, raw: dict[str, pl.DataFrame], run_time: datetime
+    cfg: Config, raw: dict[str, pl.DataFrame], run_time: datetime, as_of: date | None = None
 ) -> dict[str, ValidatedDataset]:
-    """Validate every dataset with its suite; stop on a dataset-level failure."""
+    """Convert amounts to the home currency, validate every dataset with its suite; stop on a
+    dataset-level failure."""
     log = get_run_logger()
-    out = {"accounts": validate_dataset(raw["accounts"], "accounts", cfg, run_time)}
+    out: dict[str, ValidatedDataset] = {}
+    if "fx_rates" in raw:  # first: the other datasets' amounts are converted with its rates
+        out["fx_rates"] = validate_dataset(raw["fx_rates"], "fx_rates", cfg, run_time)
+        gate(out["fx_rates"], cfg)
+    rates = rate_table(out["fx_rates"].accepted if "fx_rates" in out else None)
+    day = as_of or run_time.date()
+
+    def home(name: str) -> pl.DataFrame:
+        return to_home(raw[name], name, rates, cfg.currency.home, day)
+
+    out["accounts"] = validate_dataset(home("accounts"), "accounts", cfg, run_time)
     gate(out["accounts"], cfg)
     ids = out["accounts"].accepted["account_id"].to_list()
-    for name, df in raw.items():
-        if name != "accounts":
-            out[name] = validate_dataset(df, name, cfg, run_time, account_ids=ids)
+    for name in raw:
+        if name not in out:
+            out[name] = validate_dataset(home(name), name, cfg, run_time, account_ids=ids)
             gate(out[name], cfg)
     for name, v in out.items():
         s = v.summary()
