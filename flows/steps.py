@@ -39,6 +39,7 @@ from tasks.overrides import apply_overrides, load_overrides
 from tasks.report.backtest_view import read_backtest
 from tasks.report.context import ReportContext, ReportInputs, build_context
 from tasks.report.templates import render_report
+from tasks.rollup import check_hierarchy, rollup_scores
 from tasks.rules import rules_with_data
 from tasks.schemas import DATASETS
 from tasks.score import add_trends, score_accounts
@@ -140,6 +141,7 @@ def validate(
 
     out["accounts"] = validate_dataset(home("accounts"), "accounts", cfg, run_time)
     gate(out["accounts"], cfg)
+    check_hierarchy(out["accounts"].accepted)  # a cycle of parents stops the run (exit 2)
     ids = out["accounts"].accepted["account_id"].to_list()
     for name in raw:
         if name not in out:
@@ -242,6 +244,21 @@ def write_files(
     return stage_outputs(cfg.out_dir, as_of, scores_table(scored, cfg), actions, kpi, validated)
 
 
+@task(name="rollup", cache_policy=NONE)
+def rollup(
+    cfg: Config,
+    as_of: date,
+    scored: pl.DataFrame,
+    validated: dict[str, ValidatedDataset],
+    stage: Path,
+) -> pl.DataFrame:
+    """Roll the children's scores up to their parents; write scores_rollup.* to the stage."""
+    out = rollup_scores(scored, validated["accounts"].accepted, cfg, as_of)
+    out.write_parquet(stage / "scores_rollup.parquet")
+    out.write_csv(stage / "scores_rollup.csv")
+    return out
+
+
 @task(name="render-report", cache_policy=NONE)
 def render(
     cfg: Config,
@@ -252,6 +269,7 @@ def render(
     validated: dict[str, ValidatedDataset],
     history: HistoryContext,
     stage: Path,
+    parents: pl.DataFrame | None = None,
 ) -> ReportContext:
     """Build the report's context and write ``report.html`` into the staging folder."""
     surveys = validated.get("survey_responses")
@@ -268,6 +286,8 @@ def render(
             history=history.kpis,
             surveys=surveys.accepted if surveys else None,
             backtest=read_backtest(cfg),
+            rollup=parents,
+            accounts=validated["accounts"].accepted,
         )
     )
     (stage / "report.html").write_text(render_report(ctx), encoding="utf-8")
@@ -340,7 +360,8 @@ def prepare_date(
     actions = recommend_actions(cfg, scored, day)
     kpi = kpis(cfg, validated, scored, day, history.arr_start)
     stage = write_files(cfg, day, scored, actions, kpi, validated)
-    ctx = render(cfg, day, scored, actions, kpi, validated, history, stage)
+    parents = rollup(cfg, day, scored, validated, stage)
+    ctx = render(cfg, day, scored, actions, kpi, validated, history, stage, parents)
     if emails:  # a backfill's earlier dates: their outbox stays empty
         compose_emails(cfg, scored, actions, ctx, sender, stage)
     run = {
