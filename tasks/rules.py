@@ -49,6 +49,7 @@ _SOURCE = {
         "spend_90d",
         "spend_prev_90d",
         "spend_trend",
+        "profit_365d",
         "days_since_last_order",
         "p_alive",
         "expected_purchases_90d",
