@@ -281,7 +281,7 @@ def _scores(cfg: Config, as_of: date) -> pl.DataFrame:
     ids = accounts.accepted["account_id"].to_list()
     data = {"accounts": accounts.accepted}
     for name in DATASETS:
-        if name != "accounts":
+        if name != "accounts" and name in cfg.sources:
             typed = extract_dataset(name, cfg, window)
             data[name] = validate_dataset(typed, name, cfg, run_time, ids).accepted
     return score_accounts(build_features(data, cfg, as_of), cfg)
