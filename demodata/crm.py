@@ -103,13 +103,19 @@ def accounts_frame(rng: np.random.Generator, pop: Population, win: Window) -> pl
             "status": np.where(pop.churned, "churned", "active"),
             "churned_at": start + pop.stop,
             "plan": pl.Series(_PLANS).gather(pop.plan),
+            "parent_account_id": None,  # a flat portfolio: no hierarchy, no scores_rollup rows
+            "currency": "USD",
         }
     )
     no_csm = pl.Series(rng.random(n) < 0.03)
-    return frame.with_columns(
-        csm_email=pl.when(no_csm).then(None).otherwise(pl.col("csm_email")),
-        churned_at=pl.when(pl.col("status") == "churned").then(pl.col("churned_at")),
-    ).cast(ACCOUNTS.schema)
+    return (
+        frame.with_columns(
+            csm_email=pl.when(no_csm).then(None).otherwise(pl.col("csm_email")),
+            churned_at=pl.when(pl.col("status") == "churned").then(pl.col("churned_at")),
+        )
+        .select(*ACCOUNTS.schema.names(), "plan")
+        .cast(ACCOUNTS.schema)
+    )
 
 
 def _company_names(rng: np.random.Generator, n: int) -> pl.Series:
@@ -151,6 +157,7 @@ def orders_frame(rng: np.random.Generator, pop: Population, win: Window) -> pl.D
                 "amount": np.concatenate([amt, ref_amt]),
                 "currency": "USD",
                 "kind": kind,
+                "cost": None,  # the demo has no cost of sales: the margin stays configured
             }
         ),
         "ordered_at",

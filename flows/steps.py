@@ -25,6 +25,7 @@ from flows.params import RunOptions
 from tasks.actions import recommend
 from tasks.backfill import SpanWindow
 from tasks.config import Config
+from tasks.currency import rate_table, to_home
 from tasks.errors import is_transient
 from tasks.features.build import build_features_many
 from tasks.history.connect import open_history
@@ -40,6 +41,8 @@ from tasks.overrides import apply_overrides, load_overrides
 from tasks.report.backtest_view import read_backtest
 from tasks.report.context import ReportContext, ReportInputs, build_context
 from tasks.report.templates import render_report
+from tasks.rollup import check_hierarchy, rollup_scores
+from tasks.rules import rules_with_data
 from tasks.schemas import DATASETS
 from tasks.score import add_trends, score_accounts
 from tasks.sources.cache import ExtractCache, extract_cached
@@ -63,6 +66,7 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     # the lifecycle's counts: fired = new + carried + deferred + holdout (SPEC 10.1)
     loop: dict[str, int] = field(default_factory=dict)
+    skipped_rules: dict[str, str] = field(default_factory=dict)  # action -> why it had no data
 
 
 @cache
@@ -124,16 +128,28 @@ def extract(
 
 @task(name="validate", cache_policy=NONE)
 def validate(
-    cfg: Config, raw: dict[str, pl.DataFrame], run_time: datetime
+    cfg: Config, raw: dict[str, pl.DataFrame], run_time: datetime, as_of: date | None = None
 ) -> dict[str, ValidatedDataset]:
-    """Validate every dataset with its suite; stop on a dataset-level failure."""
+    """Convert amounts to the home currency, validate every dataset with its suite; stop on a
+    dataset-level failure."""
     log = get_run_logger()
-    out = {"accounts": validate_dataset(raw["accounts"], "accounts", cfg, run_time)}
+    out: dict[str, ValidatedDataset] = {}
+    if "fx_rates" in raw:  # first: the other datasets' amounts are converted with its rates
+        out["fx_rates"] = validate_dataset(raw["fx_rates"], "fx_rates", cfg, run_time)
+        gate(out["fx_rates"], cfg)
+    rates = rate_table(out["fx_rates"].accepted if "fx_rates" in out else None)
+    day = as_of or run_time.date()
+
+    def home(name: str) -> pl.DataFrame:
+        return to_home(raw[name], name, rates, cfg.currency.home, day)
+
+    out["accounts"] = validate_dataset(home("accounts"), "accounts", cfg, run_time)
     gate(out["accounts"], cfg)
+    check_hierarchy(out["accounts"].accepted)  # a cycle of parents stops the run (exit 2)
     ids = out["accounts"].accepted["account_id"].to_list()
-    for name, df in raw.items():
-        if name != "accounts":
-            out[name] = validate_dataset(df, name, cfg, run_time, account_ids=ids)
+    for name in raw:
+        if name not in out:
+            out[name] = validate_dataset(home(name), name, cfg, run_time, account_ids=ids)
             gate(out[name], cfg)
     for name, v in out.items():
         s = v.summary()
@@ -192,8 +208,11 @@ def read_history(cfg: Config, as_of: date) -> HistoryContext:
 
 @task(name="recommend", cache_policy=NONE)
 def recommend_actions(cfg: Config, scored: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    """Fire the playbook rules."""
-    return recommend(scored, cfg, as_of)
+    """Fire the playbook rules that have data; say which were skipped and why."""
+    rules, skipped = rules_with_data(cfg.actions, scored)
+    for action, why in skipped.items():
+        get_run_logger().info("playbook %r skipped: %s", action, why)
+    return recommend(scored, cfg.model_copy(update={"actions": rules}), as_of)
 
 
 @task(name="lifecycle", cache_policy=NONE)
@@ -255,6 +274,21 @@ def write_loop_files(loop: LoopRun, stage: Path) -> None:
     (stage / "effectiveness.json").write_text(json.dumps(loop.effectiveness, indent=2))
 
 
+@task(name="rollup", cache_policy=NONE)
+def rollup(
+    cfg: Config,
+    as_of: date,
+    scored: pl.DataFrame,
+    validated: dict[str, ValidatedDataset],
+    stage: Path,
+) -> pl.DataFrame:
+    """Roll the children's scores up to their parents; write scores_rollup.* to the stage."""
+    out = rollup_scores(scored, validated["accounts"].accepted, cfg, as_of)
+    out.write_parquet(stage / "scores_rollup.parquet")
+    out.write_csv(stage / "scores_rollup.csv")
+    return out
+
+
 @task(name="render-report", cache_policy=NONE)
 def render(
     cfg: Config,
@@ -265,6 +299,7 @@ def render(
     validated: dict[str, ValidatedDataset],
     history: HistoryContext,
     stage: Path,
+    parents: pl.DataFrame | None = None,
 ) -> ReportContext:
     """Build the report's context and write ``report.html`` into the staging folder."""
     surveys = validated.get("survey_responses")
@@ -281,6 +316,8 @@ def render(
             history=history.kpis,
             surveys=surveys.accepted if surveys else None,
             backtest=read_backtest(cfg),
+            rollup=parents,
+            accounts=validated["accounts"].accepted,
         )
     )
     (stage / "report.html").write_text(render_report(ctx), encoding="utf-8")
@@ -334,6 +371,7 @@ class Published:
     out: Path
     snapshot: Snapshot
     loop: dict[str, int] = field(default_factory=dict)
+    skipped_rules: dict[str, str] = field(default_factory=dict)
 
 
 def prepare_date(
@@ -356,7 +394,8 @@ def prepare_date(
     kpi = kpis(cfg, validated, scored, day, history.arr_start)
     stage = write_files(cfg, day, scored, loop.advanced.listed, kpi, validated)
     write_loop_files(loop, stage)
-    ctx = render(cfg, day, scored, actions, kpi, validated, history, stage)
+    parents = rollup(cfg, day, scored, validated, stage)
+    ctx = render(cfg, day, scored, actions, kpi, validated, history, stage, parents)
     if emails:  # a backfill's earlier dates: their outbox stays empty
         compose_emails(cfg, scored, actions, ctx, sender, stage)
     run = {
@@ -368,7 +407,8 @@ def prepare_date(
     }
     snapshot = make_snapshot(cfg, day, scored, loop.advanced.state, kpi, run)
     snapshot.action_events = loop.advanced.events
-    return Published(scored, actions, kpi, stage, snapshot, loop.advanced.counts)
+    skipped = rules_with_data(cfg.actions, scored)[1]
+    return Published(scored, actions, kpi, stage, snapshot, loop.advanced.counts, skipped)
 
 
 def result_of(done: Published, delivered: tuple[int, int, bool]) -> RunResult:
@@ -385,6 +425,7 @@ def result_of(done: Published, delivered: tuple[int, int, bool]) -> RunResult:
         pending,
         smtp,
         loop=done.loop,
+        skipped_rules=done.skipped_rules,
     )
 
 
@@ -437,6 +478,9 @@ def publish_artifacts(result: RunResult, done: Published) -> None:
             f"| {result.accounts} | {seg.get('healthy', 0)} | {seg.get('neutral', 0)} | {seg.get('at_risk', 0)} | "
             f"{seg.get('insufficient_data', 0)} | {kpi.get('nps')} (n={kpi.get('nps_n')}) | {result.actions} |\n\n"
             f"Report: `{result.out / 'report.html'}`{loop}"
+            + "".join(
+                f"\n\nSkipped playbook *{a}*: {why}" for a, why in result.skipped_rules.items()
+            )
         ),
         description="Headline KPIs and segments of the weekly run",
     )

@@ -35,7 +35,7 @@ def weekly_flow(params: WeeklyParams) -> RunResult:
     day = params.as_of or run_time.date()
     history = read_history(cfg, day)
     raw = extract(cfg, day, run_time)
-    validated = validate(cfg, raw, run_time)
+    validated = validate(cfg, raw, run_time, day)
     feats = compute_features(cfg, validated, [day], params)
     prepared = prepare_date(cfg, day, feats, validated, history, run_time)
     done = replace(prepared, out=store(cfg, prepared.snapshot, prepared.out))

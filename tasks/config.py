@@ -312,6 +312,18 @@ class KpiConfig(_Strict):
     clv_method: Literal["subscription", "bgnbd"] = "subscription"
 
 
+class CurrencyConfig(_Strict):
+    """The currency every amount, ARR and KPI is reported in (rates: the fx_rates dataset)."""
+
+    home: str = Field("USD", pattern=r"^[A-Z]{3}$")  # ISO 4217
+
+
+class RollupConfig(_Strict):
+    """How a parent account's score rolls up from its children (scores_rollup.*)."""
+
+    method: Literal["arr_weighted", "worst_child", "mean"] = "arr_weighted"
+
+
 class Config(_Strict):
     """The whole config file."""
 
@@ -335,6 +347,8 @@ class Config(_Strict):
     kpis: KpiConfig = Field(default_factory=KpiConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    currency: CurrencyConfig = Field(default_factory=CurrencyConfig)
+    rollup: RollupConfig = Field(default_factory=RollupConfig)
     base_dir: Path = Path(".")  # the folder of the config file; set by load_config
 
     @field_validator("sources")

@@ -11,6 +11,7 @@ from typing import Any, TypedDict, cast
 
 import polars as pl
 
+from tasks.acquisition import cac_kpis, gross_margin
 from tasks.clv.model import subscription_clv
 from tasks.config import Config
 from tasks.features.surveys import csat_pct_of, nps_of
@@ -53,6 +54,11 @@ class Kpis(TypedDict):
     clv_method: str | None
     mean_score: float | None
     window_days: dict[str, int]
+    cac: float | None
+    cac_new_accounts: int | None
+    clv_to_cac: float | None
+    gross_margin: float
+    gross_margin_basis: str
 
 
 def _window(as_of: date, days: int) -> tuple[datetime, datetime]:
@@ -255,7 +261,12 @@ def compute_kpis(
     out |= resolution_kpis(data.get("tickets"), as_of, days)
     out |= repeat_purchase_kpis(data.get("orders"), as_of, days)
     out |= segment_kpis(scores)
-    out |= clv_kpis(scores, out["logo_churn_rate"], days, cfg)
+    margin = gross_margin(data.get("orders"), as_of, cfg.windows.orders_days)
+    out["gross_margin"] = cfg.kpis.gross_margin if margin is None else margin
+    out["gross_margin_basis"] = "configured" if margin is None else "orders.cost"
+    kpi_cfg = cfg.kpis.model_copy(update={"gross_margin": out["gross_margin"]})
+    out |= clv_kpis(scores, out["logo_churn_rate"], days, cfg.model_copy(update={"kpis": kpi_cfg}))
+    out |= cac_kpis(data.get("acquisition_spend"), data["accounts"], out["clv"], as_of, days)
     scored = scores["score"].drop_nulls()
     out["mean_score"] = _f(scored.mean() if scored.len() else None, 2)
     out["window_days"] = {

@@ -51,6 +51,8 @@ ACCOUNTS = Dataset(
             "renewal_date": pl.Date,
             "status": pl.String,
             "churned_at": pl.Date,
+            "parent_account_id": pl.String,  # the account it rolls up to (scores_rollup.*)
+            "currency": pl.String,  # ISO 4217 of arr; converted to [currency] home
         }
     ),
     required=("account_id", "name"),
@@ -69,6 +71,7 @@ ORDERS = Dataset(
             "amount": pl.Float64,
             "currency": pl.String,
             "kind": pl.String,
+            "cost": pl.Float64,  # what the order cost to serve: profit = amount - cost
         }
     ),
     required=("order_id", "account_id", "ordered_at", "amount"),
@@ -167,9 +170,44 @@ ACTION_UPDATES = Dataset(
     value_sets={"status": MANUAL_STATUSES},
 )
 
+FX_RATES = Dataset(
+    name="fx_rates",
+    schema=_schema({"currency": pl.String, "rate_to_home": pl.Float64, "valid_from": pl.Date}),
+    required=("currency", "rate_to_home", "valid_from"),
+    key=None,
+    time_column="valid_from",
+)
+
+ACQUISITION_SPEND = Dataset(
+    name="acquisition_spend",
+    schema=_schema(
+        {
+            "spent_at": pl.Date,
+            "period_start": pl.Date,
+            "period_end": pl.Date,
+            "amount": pl.Float64,
+            "currency": pl.String,
+            "channel": pl.String,
+        }
+    ),
+    required=("amount",),
+    key=None,
+    time_column=None,  # a row is a day (spent_at) or a period; the KPI window places it
+)
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
-    for d in (ACCOUNTS, ORDERS, TICKETS, SURVEY_RESPONSES, USAGE_EVENTS, OUTCOMES, ACTION_UPDATES)
+    for d in (
+        ACCOUNTS,
+        ORDERS,
+        TICKETS,
+        SURVEY_RESPONSES,
+        USAGE_EVENTS,
+        OUTCOMES,
+        FX_RATES,
+        ACQUISITION_SPEND,
+        ACTION_UPDATES,
+    )
 }
 
 # Survey scales (SPEC section 3); the config may change them.

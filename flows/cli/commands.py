@@ -57,6 +57,8 @@ def _summary(r: Any, seconds: float) -> None:
             f"cooldown, {c['expired']:,} expired, {c['updated']:,} status updates applied"
         )
     _print(f"  files: {r.out}")
+    for action, why in getattr(r, "skipped_rules", {}).items():
+        _print(f"  playbook skipped: {action!r} — {why}")
     if r.sent:
         _print(f"  e-mails: {r.sent} sent, {r.pending} left in {r.out / 'outbox'}")
     elif r.emails:

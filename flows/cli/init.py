@@ -15,10 +15,12 @@ from pydantic import BaseModel
 
 from tasks.config import (
     AlertsConfig,
+    CurrencyConfig,
     KpiConfig,
     OutputConfig,
     PlaybookSettings,
     ReportConfig,
+    RollupConfig,
     ScheduleConfig,
     ScoringConfig,
     SegmentsConfig,
@@ -108,6 +110,12 @@ password_env = "CHS_OUTCOMES_PASSWORD"
 
 [sources.action_updates]                # status changes of actions: `chs actions export`, edited
 uri = "action-updates.csv"
+
+[sources.fx_rates]                      # currency, rate_to_home, valid_from: monthly rates
+uri = "data/fx_rates.csv"               # applied point in time to orders and accounts.arr
+
+[sources.acquisition_spend]             # spent_at (or period_start/period_end), amount, channel
+uri = "data/marketing_spend.csv"        # gives cac and clv_to_cac in kpis.json
 """
 _HELP: dict[str, str] = {
     "output.dir": "where each as-of date's files go (scores, actions, kpis, report, outbox)",
@@ -126,6 +134,8 @@ _HELP: dict[str, str] = {
     "scoring.top_drivers": "measures listed as the drivers of each score",
     "kpis.gross_margin": "for CLV = ARPA x margin / churn",
     "kpis.clv_method": "subscription, or bgnbd for repeat-purchase businesses",
+    "currency.home": "ISO 4217 code every amount, ARR and KPI is converted to (fx_rates)",
+    "rollup.method": "parent score from its children: arr_weighted, worst_child or mean",
     "schedule.cron": "when `chs serve` runs the weekly flow",
     "alerts.recipients": "who hears about a failed run",
 }
@@ -240,6 +250,8 @@ def starter_config() -> str:
     lines += _table("kpis", _fields(KpiConfig.model_validate({})))
     lines += _table("schedule", _fields(ScheduleConfig.model_validate({})))
     lines += _table("alerts", _fields(AlertsConfig.model_validate({})))
+    lines += _table("currency", _fields(CurrencyConfig.model_validate({})))
+    lines += _table("rollup", _fields(RollupConfig.model_validate({})))
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -47,6 +47,7 @@ KNOWN_FEATURES = frozenset(
         "spend_90d",
         "spend_prev_90d",
         "spend_trend",
+        "profit_365d",
         "days_since_last_order",
         "goal_attainment",
         "days_to_renewal",

@@ -11,12 +11,17 @@ def order_features(orders: pl.LazyFrame, span: Span, days: int) -> pl.LazyFrame:
     """Spend trend, repeat purchases, average order value and recency of the last order."""
     is_refund = pl.col("kind").fill_null("order") == "refund"
     signed = pl.when(is_refund).then(-pl.col("amount")).otherwise(pl.col("amount"))
+    # cost of sales, where the source has it: profit contribution = signed spend - cost
+    has_cost = "cost" in orders.collect_schema().names()
+    cost = pl.col("cost") if has_cost else pl.lit(None, pl.Float64)
     daily = (
         span.coded(
             orders.group_by("account_id", pl.col("ordered_at").dt.date().alias(DAY)).agg(
                 (~is_refund).sum().alias("_n"),
                 (pl.col("amount").filter(~is_refund) * FIXED).round().sum().alias("_amount"),
                 (signed * FIXED).round().sum().alias("_signed"),
+                (cost.fill_null(0.0) * FIXED).round().sum().alias("_cost"),
+                cost.is_not_null().sum().alias("_costed"),
             )
         )
         .collect()
@@ -33,6 +38,8 @@ def order_features(orders: pl.LazyFrame, span: Span, days: int) -> pl.LazyFrame:
                 pl.col("_n").alias("orders_365d"),
                 "_amount",
                 pl.col("_signed").alias("spend_365d"),
+                "_cost",
+                "_costed",
             ),
             daily.select("_acc", *aged(span, 0, 90), pl.col("_signed").alias("spend_90d")),
             daily.select("_acc", *aged(span, 90, 180), pl.col("_signed").alias("spend_prev_90d")),
@@ -66,6 +73,9 @@ def order_features(orders: pl.LazyFrame, span: Span, days: int) -> pl.LazyFrame:
             pl.when(pl.col("spend_prev_90d") > 0)
             .then(pl.col("spend_90d") / pl.col("spend_prev_90d"))
             .alias("spend_trend"),
+            pl.when(pl.col("_costed") > 0)
+            .then(pl.col("spend_365d") - pl.col("_cost") / FIXED)
+            .alias("profit_365d"),
             (as_of - last_day).dt.total_days().cast(pl.Float64).alias("days_since_last_order"),
         )
     )

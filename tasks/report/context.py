@@ -15,6 +15,7 @@ from tasks.report.backtest_view import backtest_view
 from tasks.report.cards import headline_cards, method_view, validation_rows
 from tasks.report.charts import histogram, segment_mix_chart, trend_chart
 from tasks.report.format import SEGMENT_COLOURS, SEGMENT_LABELS, money
+from tasks.report.parents import parent_rows
 from tasks.report.sections import (
     RENEWAL_SOON_DAYS,
     account_lists,
@@ -43,6 +44,8 @@ class ReportInputs:
     history: list[Kpis] | None = None  # the stored KPIs of earlier dates, oldest first
     surveys: pl.DataFrame | None = None  # accepted survey answers: the latest comment is quoted
     backtest: dict[str, Any] | None = None  # the latest backtest.json
+    rollup: pl.DataFrame | None = None  # scores_rollup: parents with their children
+    accounts: pl.DataFrame | None = None  # accepted accounts: the parent links
 
 
 class ReportContext(TypedDict):
@@ -80,6 +83,7 @@ class ReportContext(TypedDict):
     actions_total: int
     accounts_total: int
     renewal_soon_days: int
+    parents: list[dict[str, Any]]
 
 
 def build_context(inputs: ReportInputs) -> ReportContext:
@@ -131,4 +135,7 @@ def build_context(inputs: ReportInputs) -> ReportContext:
         "actions_total": actions.height,
         "accounts_total": scores.height,
         "renewal_soon_days": RENEWAL_SOON_DAYS,
+        "parents": parent_rows(
+            inputs.rollup, scores, inputs.accounts if inputs.accounts is not None else scores, n
+        ),
     }

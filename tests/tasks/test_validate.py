@@ -250,6 +250,29 @@ BROKEN: dict[str, dict[str, list[str | None]]] = {
         "updated_at": ["2026-03-01", "2026-03-01", "2026-03-01", None, "2206-01-01"],
         "snooze_until": [None, None, None, None, "2206-02-01"],
     },
+    # each row after the first breaks one expectation: no currency, no rate, a rate of 0,
+    # a negative rate, no date, a date that is not one
+    "fx_rates": {
+        "currency": ["EUR", None, "EUR", "GBP", "GBP", "JPY", "JPY"],
+        "rate_to_home": ["1.1", "1.2", None, "0", "-1", "0.007", "0.007"],
+        "valid_from": [
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            None,
+            "March",
+        ],
+    },
+    # no amount, a negative amount, a period that ends before it starts, an amount not a number
+    "acquisition_spend": {
+        "spent_at": ["2026-03-01", "2026-03-02", "2026-03-03", None, "2026-03-05"],
+        "period_start": [None, None, None, "2026-03-10", None],
+        "period_end": [None, None, None, "2026-03-01", None],
+        "amount": ["100", None, "-5", "10", "ten"],
+        "channel": ["ads", "ads", "seo", "events", "ads"],
+    },
 }
 
 

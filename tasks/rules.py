@@ -1,0 +1,104 @@
+"""Which playbook rules have data to decide on (scores -> the rules to fire, and the skipped).
+
+The default playbooks name measures of every optional dataset; a user with accounts alone, or
+accounts and surveys, has no ``open_urgent_tickets`` to compare. A rule whose columns are
+missing from the scores, or empty for every account, cannot fire: it is skipped with a reason
+the run summary shows, rather than stopping the run. A column nobody could have (a typo) is
+still the config error ``recommend`` raises.
+"""
+
+from __future__ import annotations
+
+import string
+
+import polars as pl
+
+from tasks.config import ActionRule
+from tasks.features.build import KNOWN_FEATURES
+from tasks.schemas import ACCOUNTS
+
+# Where the features the default model and playbooks use come from, for the skip reason.
+_SOURCE = {
+    "usage_events": (
+        "active_days_30d",
+        "active_users_30d",
+        "feature_breadth_30d",
+        "events_30d",
+        "events_prev_30d",
+        "stickiness",
+        "license_utilisation",
+        "activity_trend",
+    ),
+    "tickets": (
+        "tickets_90d",
+        "open_urgent_tickets",
+        "median_resolution_hours",
+        "tickets_per_seat_90d",
+    ),
+    "survey_responses": (
+        "nps_account",
+        "nps_respondents",
+        "csat_pct",
+        "ces_mean",
+        "survey_responses",
+    ),
+    "orders": (
+        "orders_365d",
+        "avg_order_value",
+        "spend_365d",
+        "spend_90d",
+        "spend_prev_90d",
+        "spend_trend",
+        "profit_365d",
+        "days_since_last_order",
+        "p_alive",
+        "expected_purchases_90d",
+        "p_alive_change_4w",
+        "clv_bgnbd",
+    ),
+    "outcomes": ("goal_attainment",),
+}
+_DATASET_OF = {col: ds for ds, cols in _SOURCE.items() for col in cols}
+
+
+def rule_columns(rule: ActionRule) -> list[str]:
+    """Return the columns a rule reads: its conditions, then its reason's fields."""
+    cols = list(rule.when)
+    for _, field, _, _ in string.Formatter().parse(rule.reason):
+        if field and field.isidentifier() and field not in cols:
+            cols.append(field)
+    return cols
+
+
+def _no_data(col: str, scores: pl.DataFrame) -> str | None:
+    """Say why ``col`` has no data in the scores, or None when it has (or is unknown)."""
+    if col not in scores.columns:
+        if col in _DATASET_OF:
+            return f"no data for {col} (no {_DATASET_OF[col]} source)"
+        if col in KNOWN_FEATURES or col in ACCOUNTS.schema:
+            return f"no data for {col}"
+        return None  # not a column anyone could have: recommend reports the config error
+    if scores.height and scores[col].null_count() == scores.height:
+        return f"no data for {col} (empty for every account)"
+    return None
+
+
+def skip_reason(rule: ActionRule, scores: pl.DataFrame) -> str | None:
+    """Return why a rule cannot fire on these scores, or None when it has its data."""
+    reasons = [r for c in rule_columns(rule) if (r := _no_data(c, scores)) is not None]
+    return "; ".join(reasons) or None
+
+
+def rules_with_data(
+    rules: list[ActionRule], scores: pl.DataFrame
+) -> tuple[list[ActionRule], dict[str, str]]:
+    """Split the rules into those with data and the skipped ones (action -> reason)."""
+    usable: list[ActionRule] = []
+    skipped: dict[str, str] = {}
+    for rule in rules:
+        why = skip_reason(rule, scores)
+        if why is None:
+            usable.append(rule)
+        else:
+            skipped[rule.action] = why
+    return usable, skipped
