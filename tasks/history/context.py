@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from tasks.calibrate import risk_window_end
 from tasks.config import Config
 from tasks.history.schema import TREND_WEEKS, HistoryReader
 from tasks.kpis import Kpis
@@ -21,6 +22,9 @@ class HistoryContext:
     arr_start: pl.DataFrame | None  # ... nearest the KPI window's start (±7 days), for GRR/NRR
     kpis: list[Kpis]  # the KPIs of the 13 weeks before, oldest first
     trend: pl.DataFrame  # one row per stored date of the TREND_WEEKS weeks before
+    risk: pl.DataFrame | None = (
+        None  # the scores of dates whose 90-day label is known (calibration)
+    )
 
     def kpis_before(self, as_of: date, days: int = 4) -> Kpis | None:
         """Return the latest stored KPIs at least ``days`` before ``as_of`` (last week's)."""
@@ -42,4 +46,5 @@ def history_context(store: HistoryReader, cfg: Config, as_of: date) -> HistoryCo
         arr_start=store.scores_near(as_of - timedelta(days=cfg.windows.kpi_days), 7),
         kpis=store.kpis_between(as_of - timedelta(days=7 * 13), as_of - timedelta(days=1)),
         trend=store.trend(as_of - timedelta(days=1), TREND_WEEKS),
+        risk=store.risk_history(risk_window_end(as_of)),
     )

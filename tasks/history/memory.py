@@ -9,6 +9,7 @@ from typing import cast
 import polars as pl
 
 from tasks.history.schema import (
+    RISK_COLUMNS,
     TREND_WEEKS,
     HistoryReader,
     Snapshot,
@@ -45,6 +46,8 @@ class PassHistory:
         self._loaded_from = date.max  # the stored KPIs and trend from here on are in memory
         self._stored_kpis: dict[date, Kpis] = {}
         self._stored_trend = pl.DataFrame()
+        self._risk: dict[date, pl.DataFrame] = {}  # calibration's rows of the pass's dates
+        self._stored_risk: pl.DataFrame | None = None  # ... and of the store, read up front
         if span is not None:
             first, last = span
             # history_context reads KPIs 13 weeks back and the trend TREND_WEEKS back
@@ -54,6 +57,7 @@ class PassHistory:
                 for k in store.kpis_between(self._loaded_from, last)
             }
             self._stored_trend = store.trend(last, (last - self._loaded_from).days // 7 + 1)
+            self._stored_risk = store.risk_history(last)
 
     def add(self, snapshot: Snapshot) -> None:
         """Make a computed date visible to the dates after it (it may still be being stored)."""
@@ -62,6 +66,7 @@ class PassHistory:
         self._scores[snapshot.as_of] = scores
         self._kpis[snapshot.as_of] = cast(Kpis, json.loads(json.dumps(snapshot.kpis)))
         self._trend[snapshot.as_of] = portfolio_trend(scores)
+        self._risk[snapshot.as_of] = scores.select(RISK_COLUMNS)
         if self.keep_days is not None:
             # a later date never reads these scores again; if one did, the store has them
             oldest = snapshot.as_of - timedelta(days=self.keep_days)
@@ -102,3 +107,13 @@ class PassHistory:
         stored = stored.filter(~pl.col("as_of").is_in(pl.Series(list(self._trend), dtype=pl.Date)))
         ours = [t for d, t in self._trend.items() if start <= d <= end]
         return pl.concat([stored, *ours]).sort("as_of")
+
+    def risk_history(self, end: date) -> pl.DataFrame:
+        """Return the scores calibration trains on up to ``end``, this pass's dates included."""
+        stored = (
+            self._stored_risk if self._stored_risk is not None else self.store.risk_history(end)
+        )
+        ours = pl.Series(list(self._risk), dtype=pl.Date)
+        stored = stored.filter((pl.col("as_of") <= end) & ~pl.col("as_of").is_in(ours))
+        parts = [stored, *(r for d, r in self._risk.items() if d <= end)]
+        return pl.concat(parts).sort("as_of", "account_id")

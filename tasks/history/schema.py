@@ -42,7 +42,17 @@ SCORE_COLUMNS = {
     "override_reason": "VARCHAR",
     "override_expires": "DATE",
     "override_author": "VARCHAR",
+    "p_churn_90d": "DOUBLE",  # calibrated on earlier snapshots (tasks/calibrate.py)
+    "expected_arr_at_risk": "DOUBLE",
 }
+RISK_COLUMNS = [
+    "as_of",
+    "account_id",
+    "score",
+    "segment",
+    "computed_score",
+    "computed_segment",
+]  # what calibration reads
 MEASURE_COLUMNS = {
     "as_of": "DATE",
     "account_id": "VARCHAR",
@@ -200,6 +210,7 @@ class HistoryReader(Protocol):
     def scores_near(self, target: date, tolerance_days: int) -> pl.DataFrame | None: ...
     def kpis_between(self, start: date, end: date) -> list[Kpis]: ...
     def trend(self, as_of: date, weeks: int = TREND_WEEKS) -> pl.DataFrame: ...
+    def risk_history(self, end: date) -> pl.DataFrame: ...
 
 
 class HistoryStore(HistoryReader, Protocol):
