@@ -20,6 +20,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from tasks.backtest import labelled, own_model
+from tasks.forecast import due_rows
 
 HORIZON_DAYS = 90
 MIN_EVENTS = 20
@@ -74,7 +75,8 @@ def training_rows(
 ) -> pl.DataFrame:
     """Label the stored snapshots whose horizon has passed by ``as_of`` (scored rows only)."""
     if risk.is_empty():
-        return pl.DataFrame(schema={"as_of": pl.Date, "score": pl.Float64, "churned": pl.Boolean})
+        schema = {"as_of": pl.Date, "account_id": pl.String, "score": pl.Float64}
+        return pl.DataFrame(schema=schema | {"churned": pl.Boolean})
     rows = labelled(risk, accounts, horizon_days, as_of)
     return rows.filter(pl.col("as_of") < as_of, pl.col("score").is_not_null()).select(
         "as_of", "account_id", "score", "churned"
@@ -131,12 +133,14 @@ def risk_window_end(as_of: date, horizon_days: int = HORIZON_DAYS) -> date:
 class ChurnForecast:
     """What one run knows about churn: the fitted calibrations and each row's probabilities."""
 
-    calibrations: dict[int, Calibration]  # by horizon in days
-    probabilities: dict[int, pl.Series]  # per scored row; unscored rows get the base rate
+    main: Calibration  # the one behind p_churn_90d
+    renewal: dict[int, Calibration]  # per forecast window: among accounts due within it
+    probabilities: dict[int, pl.Series]  # per scored row, were it due; unscored: the base rate
 
     def summary(self) -> dict[str, Any]:
-        """The calibration behind ``p_churn_90d`` (kpis.json's ``churn_calibration``)."""
-        return self.calibrations[HORIZON_DAYS].summary()
+        """The calibrations (kpis.json's ``churn_calibration``)."""
+        due = {str(h): c.summary() for h, c in self.renewal.items()}
+        return self.main.summary() | {"renewals_due": due}
 
 
 def forecast_churn(
@@ -146,12 +150,17 @@ def forecast_churn(
     as_of: date,
     horizons: tuple[int, ...] = (HORIZON_DAYS, 180),
 ) -> tuple[pl.DataFrame, ChurnForecast]:
-    """Calibrate each horizon on the stored history and add ``p_churn_90d`` to the scores."""
+    """Calibrate on the stored history: ``p_churn_90d`` for the scores, and per forecast window
+    the churn probability of an account whose renewal falls due within it."""
     history = risk if risk is not None else pl.DataFrame()
-    cals = {h: calibrate(history, accounts, as_of, h) for h in horizons}
+    main = calibrate(history, accounts, as_of, HORIZON_DAYS)
+    cals = {
+        h: fit_calibration(due_rows(training_rows(history, accounts, as_of, h), accounts, h), h)
+        for h in horizons
+    }
     score = own_model(scored)["score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     probs = {}
     for h, cal in cals.items():
         p = pl.Series(f"p_{h}", cal.predict(score)).fill_nan(None)
         probs[h] = p.fill_null(cal.base_rate) if cal.model is not None else p
-    return with_probability(scored, cals[HORIZON_DAYS]), ChurnForecast(cals, probs)
+    return with_probability(scored, main), ChurnForecast(main, cals, probs)

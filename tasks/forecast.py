@@ -2,8 +2,10 @@
 
 An account renews on the anniversaries of its ``renewal_date`` (annual contracts), so the same
 rule tells a run of today and a back-test of an earlier date which renewals fell due within
-the next 90 or 180 days. Each due account renews with probability 1 - p (its calibrated churn
-probability at that horizon); the renewing ARR is the sum of independent Bernoulli draws
+the next 90 or 180 days. Each due account renews with probability 1 - p, where p is calibrated
+like ``p_churn_90d`` but on the earlier snapshots whose renewal fell due within the window
+(churn concentrates at renewals, so the all-accounts probability would understate it); the
+renewing ARR is the sum of independent Bernoulli draws
 weighted by ARR (an ARR-weighted Poisson-binomial), whose 80% interval comes from a seeded
 simulation.
 """
@@ -22,21 +24,33 @@ SEED = 17
 _CHUNK = 2048  # accounts per block of draws, to bound memory at 100k accounts
 
 
-def next_renewal(renewal: pl.Expr, as_of: date) -> pl.Expr:
+def next_renewal(renewal: pl.Expr, as_of: pl.Expr) -> pl.Expr:
     """Return the first anniversary of ``renewal`` after ``as_of`` (29 Feb falls on 28 Feb)."""
     month, day = renewal.dt.month(), renewal.dt.day()
     day = pl.when((month == 2) & (day == 29)).then(28).otherwise(day)
-    this_year = pl.date(pl.lit(as_of.year), month, day)
-    next_year = pl.date(pl.lit(as_of.year + 1), month, day)
-    return pl.when(this_year > pl.lit(as_of)).then(this_year).otherwise(next_year)
+    this_year = pl.date(as_of.dt.year(), month, day)
+    next_year = pl.date(as_of.dt.year() + 1, month, day)
+    return pl.when(this_year > as_of).then(this_year).otherwise(next_year)
+
+
+def is_due(as_of: pl.Expr, days: int) -> pl.Expr:
+    """Whether the account's next renewal falls in (as_of, as_of + days] (False without a date)."""
+    due = next_renewal(pl.col("renewal_date"), as_of)
+    return (due <= as_of + timedelta(days=days)).fill_null(False)
 
 
 def renewals_due(accounts: pl.DataFrame, as_of: date, days: int) -> pl.DataFrame:
     """Keep the accounts with a renewal in (as_of, as_of + days]."""
-    due = next_renewal(pl.col("renewal_date"), as_of)
-    return accounts.filter(
-        pl.col("renewal_date").is_not_null() & (due <= pl.lit(as_of + timedelta(days=days)))
-    )
+    return accounts.filter(is_due(pl.lit(as_of), days))
+
+
+def due_rows(rows: pl.DataFrame, accounts: pl.DataFrame, days: int) -> pl.DataFrame:
+    """Keep the snapshot rows (``as_of``, ``account_id``) whose renewal fell due within ``days``."""
+    if "renewal_date" not in accounts.columns or rows.is_empty():
+        return rows.clear()
+    dates = accounts.select("account_id", "renewal_date")
+    joined = rows.drop("renewal_date", strict=False).join(dates, on="account_id", how="left")
+    return joined.filter(is_due(pl.col("as_of"), days))
 
 
 def renewing_interval(
