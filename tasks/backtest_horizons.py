@@ -223,6 +223,8 @@ def forecast_check(
     """Forecast the renewing ARR at each earlier snapshot as a run of it would (probabilities
     calibrated on earlier due renewals), and count how often the 80% interval held what
     happened: the ARR of the due accounts that did not churn within the window."""
+    if "arr" not in scores.columns or "renewal_date" not in accounts.columns:
+        return {"n_dates": 0, "coverage80": None, "by_snapshot": []}
     due = due_rows(rows.drop("p"), accounts, horizon_days)
     due = with_point_in_time_p(due, horizon_days).join(
         scores.select("as_of", "account_id", "arr"), on=["as_of", "account_id"], how="left"
