@@ -89,14 +89,15 @@ def fit_calibration(rows: pl.DataFrame, horizon_days: int, method: Method = METH
     events = int(rows["churned"].sum()) if rows.height else 0
     window = (rows["as_of"].min(), rows["as_of"].max()) if rows.height else None
     base = float(rows["churned"].mean()) if rows.height else None  # type: ignore[arg-type]
-    common = {"horizon_days": horizon_days, "method": method, "n_events": events}
-    common |= {"n_observations": rows.height, "window": window, "base_rate": base}
+    common: dict[str, Any] = {"horizon_days": horizon_days, "method": method}
+    common |= {"n_events": events, "n_observations": rows.height}
+    common |= {"window": window, "base_rate": base}
     if events < MIN_EVENTS:
         note = (
             f"not calibrated: the history holds {events} churn events within {horizon_days} "
             f"days of a snapshot whose outcome is known; {MIN_EVENTS} are needed"
         )
-        return Calibration(**common, note=note)  # type: ignore[arg-type]
+        return Calibration(**common, note=note)
     x = rows["score"].to_numpy() / 100.0
     y = rows["churned"].to_numpy().astype(int)
     model: LogisticRegression | IsotonicRegression
@@ -104,7 +105,7 @@ def fit_calibration(rows: pl.DataFrame, horizon_days: int, method: Method = METH
         model = LogisticRegression(C=_UNREGULARISED_C, max_iter=1000).fit(x.reshape(-1, 1), y)
     else:
         model = IsotonicRegression(increasing=False, out_of_bounds="clip").fit(x, y)
-    return Calibration(**common, model=model)  # type: ignore[arg-type]
+    return Calibration(**common, model=model)
 
 
 def calibrate(

@@ -70,7 +70,8 @@ def test_backtest_metrics_equal_a_direct_scikit_learn_computation(history) -> No
         rows = _labels(scores, accounts, h)
         y = rows["churned"].to_numpy()
         call = (rows["segment"] == "at_risk").to_numpy()
-        assert got["n"] == rows.height and got["churned_n"] == int(y.sum())
+        assert got["n"] == rows.height
+        assert got["churned_n"] == int(y.sum())
         assert got["auc"]["value"] == pytest.approx(roc_auc_score(y, -rows["score"]), abs=1e-4)
         assert got["precision_at_risk"]["value"] == pytest.approx(
             precision_score(y, call), abs=1e-4
@@ -116,7 +117,8 @@ def test_calibration_never_looks_past_the_run_date(history) -> None:
         assert other.summary() == cal.summary()
         grid = np.linspace(0, 100, 11)
         assert np.array_equal(other.predict(grid), cal.predict(grid))
-    assert cal.window is not None and cal.window[1] <= day - timedelta(days=90)
+    assert cal.window is not None
+    assert cal.window[1] <= day - timedelta(days=90)
 
 
 def test_too_few_churn_events_give_a_null_probability_and_say_why(history) -> None:
@@ -129,7 +131,9 @@ def test_too_few_churn_events_give_a_null_probability_and_say_why(history) -> No
     assert "20 are needed" in churn.summary()["note"]
     full, churn = forecast_churn(scored, scores, accounts, KNOWN)
     p = full["p_churn_90d"].drop_nulls()
-    assert p.len() == full["score"].drop_nulls().len() and p.min() > 0 and p.max() < 1
+    assert p.len() == full["score"].drop_nulls().len()
+    assert p.min() > 0
+    assert p.max() < 1
     assert churn.summary()["note"] is None
     # lower scores mean more risk
     assert np.corrcoef(full["score"].to_numpy(), full["p_churn_90d"].to_numpy())[0, 1] < 0
@@ -168,7 +172,8 @@ def test_a_config_on_the_noise_measure_compares_worse_with_an_interval_excluding
     worse = parse_config(body, Path("."))
     out = compare_configs(measures, accounts, CFG, worse, KNOWN, 10, n_boot=30)
     auc = out["horizons"]["90"]["auc"]
-    assert auc["difference"] < 0 and auc["ci95"][1] < 0
+    assert auc["difference"] < 0
+    assert auc["ci95"][1] < 0
     assert auc["verdict"] == "other is worse"
     same = compare_configs(measures, accounts, CFG, CFG, KNOWN, 10, n_boot=10)
     assert same["horizons"]["90"]["auc"]["difference"] == 0
