@@ -9,11 +9,13 @@ from typing import Any
 
 import polars as pl
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from tasks.backtest import HORIZON_DAYS, backtest
+from tasks.backtest_horizons import capacity_of, full_backtest
 from tasks.clock import utc_now
+from tasks.compare import compare_configs
 from tasks.config import Config, load_config
 from tasks.errors import ChsError
 from tasks.history.connect import open_history
@@ -50,10 +52,50 @@ def evaluate(
     as_of: date,
     horizon_days: int,
 ) -> dict[str, Any]:
-    """Compute AUC, lift, churn by segment, lead times and the learned weights."""
+    """Compute AUC, lift, churn by segment, lead times, the learned weights and, at every
+    horizon, the metrics with intervals, the calibration table and the forecast check."""
     if scores.is_empty():
         raise ChsError("The history store has no snapshots to back-test; run `chs backfill` first.")
-    return backtest(scores, measures, accounts, cfg, as_of, horizon_days)
+    report = backtest(scores, measures, accounts, cfg, as_of, horizon_days)
+    return report | full_backtest(scores, accounts, as_of, capacity_of(cfg.actions))
+
+
+@task(name="backtest-compare", cache_policy=NONE)
+def compare(
+    cfg: Config, other: Config, measures: pl.DataFrame, accounts: pl.DataFrame, as_of: date
+) -> dict[str, Any]:
+    """Score the stored history under both configs and compare their metrics."""
+    return compare_configs(measures, accounts, cfg, other, as_of, capacity_of(cfg.actions))
+
+
+def _write_json(path: Path, body: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(body, indent=2))
+    tmp.replace(path)
+
+
+@task(name="backtest-compare-write", cache_policy=NONE)
+def write_compare(cfg: Config, report: dict[str, Any], other_path: str) -> Path:
+    """Write ``<out>/backtest_compare.json`` and publish the side-by-side table as an artifact."""
+    path = cfg.out_dir / "backtest_compare.json"
+    _write_json(path, report | {"other_config": other_path})
+    rows = [
+        {
+            "horizon_days": h,
+            "metric": k,
+            **{f: v[f] for f in ("base", "other", "difference")},
+            "ci95": str(v["ci95"]),
+            "verdict": v["verdict"],
+        }
+        for h, m in report["horizons"].items()
+        if m.get("n")
+        for k, v in m.items()
+        if isinstance(v, dict)
+    ]
+    create_table_artifact(
+        key="backtest-compare", table=rows, description=f"This config vs {other_path}"
+    )
+    return path
 
 
 @task(name="backtest-write", cache_policy=NONE)
@@ -62,9 +104,7 @@ def write_report(cfg: Config, report: dict[str, Any]) -> Path:
     log = get_run_logger()
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     path = cfg.out_dir / "backtest.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(path)
+    _write_json(path, report)
     snippet = report["learned"].get("config_toml")
     if snippet:
         (cfg.out_dir / "learned_weights.toml").write_text(snippet)
@@ -74,10 +114,15 @@ def write_report(cfg: Config, report: dict[str, Any]) -> Path:
 
 @flow(name="customer-health-backtest")
 def backtest_flow(
-    config_path: str, as_of: date | None = None, horizon_days: int = HORIZON_DAYS
+    config_path: str,
+    as_of: date | None = None,
+    horizon_days: int = HORIZON_DAYS,
+    compare_with: str | None = None,
 ) -> dict[str, Any]:
-    """Back-test every stored snapshot against churn within the horizon and learn weights."""
+    """Back-test every stored snapshot against churn within the horizon and learn weights; with
+    ``compare_with``, also score the same history under that config and compare."""
     cfg = load_config(Path(config_path))
+    other = load_config(Path(compare_with)) if compare_with else None
     run_time = utc_now()
     day = as_of or run_time.date()
     accounts = read_accounts(cfg, day, run_time)
@@ -93,4 +138,8 @@ def backtest_flow(
         ),
         description="How well the score predicts churn",
     )
+    if other is not None and compare_with is not None:
+        compared = compare(cfg, other, measures, accounts, day)
+        write_compare(cfg, compared, compare_with)
+        report["compare"] = compared
     return report

@@ -24,10 +24,12 @@ from prefect.cache_policies import NONE
 from flows.params import RunOptions
 from tasks.actions import recommend
 from tasks.backfill import SpanWindow
+from tasks.calibrate import ChurnForecast, forecast_churn
 from tasks.config import Config
 from tasks.currency import rate_table, to_home
 from tasks.errors import is_transient
 from tasks.features.build import build_features_many
+from tasks.forecast import renewal_forecast
 from tasks.history.connect import open_history
 from tasks.history.context import HistoryContext, history_context
 from tasks.history.schema import HistoryStore, Snapshot, make_snapshot
@@ -196,6 +198,21 @@ def score(
     )
 
 
+@task(name="calibrate", cache_policy=NONE)
+def calibrate_churn(
+    scored: pl.DataFrame,
+    validated: dict[str, ValidatedDataset],
+    history: HistoryContext,
+    as_of: date,
+) -> tuple[pl.DataFrame, ChurnForecast]:
+    """Add ``p_churn_90d``: the score calibrated on earlier snapshots whose outcome is known."""
+    scored, churn = forecast_churn(scored, history.risk, validated["accounts"].accepted, as_of)
+    note = churn.summary()["note"]
+    if note:
+        get_run_logger().warning("p_churn_90d is null: %s", note)
+    return scored, churn
+
+
 @task(name="history-read", retries=2, retry_delay_seconds=[1, 5], cache_policy=NONE)
 def read_history(cfg: Config, as_of: date) -> HistoryContext:
     """Fetch last week's and 4 weeks' ago scores, recent KPIs, the trend and the ARR at the KPI window start."""
@@ -243,11 +260,14 @@ def kpis(
     scored: pl.DataFrame,
     as_of: date,
     arr_start: pl.DataFrame | None,
+    churn: ChurnForecast | None = None,
 ) -> Kpis:
-    """Compute the portfolio KPIs."""
-    return compute_kpis(
-        {k: v.accepted for k, v in validated.items()}, scored, cfg, as_of, arr_start
-    )
+    """Compute the portfolio KPIs and, with the churn calibration, the renewal forecast."""
+    out = compute_kpis({k: v.accepted for k, v in validated.items()}, scored, cfg, as_of, arr_start)
+    if churn is not None:
+        out["renewal_forecast"] = renewal_forecast(scored, churn.probabilities, as_of)
+        out["churn_calibration"] = churn.summary()
+    return out
 
 
 def mail_sender() -> str:
@@ -388,10 +408,11 @@ def prepare_date(
     e-mails of one date into a staging folder (not stored yet)."""
     sender = mail_sender()
     scored = score(cfg, features, day, history.prev_1w, history.prev_4w)
+    scored, churn = calibrate_churn(scored, validated, history, day)
     loop = lifecycle(cfg, recommend_actions(cfg, scored, day), scored, validated, history, day)
     validated = loop.validated  # refused status updates are quarantined
     actions = loop.advanced.work  # what the report and the e-mails list as this week's work
-    kpi = kpis(cfg, validated, scored, day, history.arr_start)
+    kpi = kpis(cfg, validated, scored, day, history.arr_start, churn)
     stage = write_files(cfg, day, scored, loop.advanced.listed, kpi, validated)
     write_loop_files(loop, stage)
     parents = rollup(cfg, day, scored, validated, stage)
@@ -458,6 +479,12 @@ def deliver(out: Path, send: bool) -> tuple[int, int, bool]:
     return report.sent, report.pending, True
 
 
+def _calibration_line(kpi: Kpis) -> str:
+    """Say in the run summary why ``p_churn_90d`` is null, when it is."""
+    note = (kpi.get("churn_calibration") or {}).get("note")
+    return f"p_churn_90d: {note}.\n\n" if note else ""
+
+
 def publish_artifacts(result: RunResult, done: Published) -> None:
     """Publish the week at a glance to Prefect's UI: the summary and the at-risk accounts."""
     scored, actions, kpi = done.scored, done.actions, done.kpi
@@ -477,7 +504,7 @@ def publish_artifacts(result: RunResult, done: Published) -> None:
             f"| accounts | healthy | neutral | at risk | insufficient data | NPS | actions |\n|---|---|---|---|---|---|---|\n"
             f"| {result.accounts} | {seg.get('healthy', 0)} | {seg.get('neutral', 0)} | {seg.get('at_risk', 0)} | "
             f"{seg.get('insufficient_data', 0)} | {kpi.get('nps')} (n={kpi.get('nps_n')}) | {result.actions} |\n\n"
-            f"Report: `{result.out / 'report.html'}`{loop}"
+            f"{_calibration_line(kpi)}Report: `{result.out / 'report.html'}`{loop}"
             + "".join(
                 f"\n\nSkipped playbook *{a}*: {why}" for a, why in result.skipped_rules.items()
             )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime, time, timedelta
-from typing import Any, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 import polars as pl
 
@@ -59,6 +59,8 @@ class Kpis(TypedDict):
     clv_to_cac: float | None
     gross_margin: float
     gross_margin_basis: str
+    renewal_forecast: NotRequired[dict[str, dict[str, Any]]]  # SPEC 10.3 (tasks/forecast.py)
+    churn_calibration: NotRequired[dict[str, Any]]  # what p_churn_90d was fitted on
 
 
 def _window(as_of: date, days: int) -> tuple[datetime, datetime]:

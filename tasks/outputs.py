@@ -44,6 +44,8 @@ BASE_COLUMNS = (
     "override_reason",
     "override_expires",
     "override_author",
+    "p_churn_90d",
+    "expected_arr_at_risk",
 )
 
 

@@ -186,10 +186,22 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     if args.horizon_days < 1:
         raise ConfigError("--horizon-days must be at least 1.")
+    if args.compare and not Path(args.compare).is_file():
+        raise ConfigError(f"--compare: config file {args.compare} does not exist.")
     report = backtest_flow(
-        config_path=args.config, as_of=args.as_of, horizon_days=args.horizon_days
+        config_path=args.config,
+        as_of=args.as_of,
+        horizon_days=args.horizon_days,
+        compare_with=args.compare,
     )
+    from tasks.backtest_horizons import format_horizons
+
     _print(format_summary(report))
+    _print(format_horizons(report))
+    if args.compare:
+        from tasks.compare import format_compare
+
+        _print(format_compare(report["compare"], args.compare))
     return 0
 
 

@@ -125,6 +125,12 @@ def parser() -> argparse.ArgumentParser:
         "--as-of", type=_date, default=None, help="churn is known up to this date (default: today)"
     )
     p.add_argument("--horizon-days", type=int, default=90)
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="OTHER.toml",
+        help="also score the stored history under this config and compare (backtest_compare.json)",
+    )
 
     p = sub.add_parser("actions", help="work with the actions: export the open ones for editing")
     acts = p.add_subparsers(dest="actions_command", required=True)

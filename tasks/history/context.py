@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from tasks.calibrate import risk_window_end
 from tasks.config import Config
 from tasks.history.schema import TREND_WEEKS, HistoryReader
 from tasks.kpis import Kpis
@@ -25,6 +26,9 @@ class HistoryContext:
     action_ids: frozenset[str] = frozenset()  # every action id of earlier runs
     openings: pl.DataFrame | None = None  # each action's opening row (for the effectiveness)
     effect_scores: pl.DataFrame | None = None  # the scores the effectiveness reads
+    risk: pl.DataFrame | None = (
+        None  # the scores of dates whose 90-day label is known (calibration)
+    )
 
     def kpis_before(self, as_of: date, days: int = 4) -> Kpis | None:
         """Return the latest stored KPIs at least ``days`` before ``as_of`` (last week's)."""
@@ -49,6 +53,7 @@ def history_context(store: HistoryReader, cfg: Config, as_of: date) -> HistoryCo
         actions=store.actions_before(as_of),
         action_ids=frozenset(store.action_ids_before(as_of)),
         **_effect_inputs(store, cfg, as_of),
+        risk=store.risk_history(risk_window_end(as_of)),
     )
 
 

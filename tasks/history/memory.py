@@ -9,6 +9,7 @@ from typing import cast
 import polars as pl
 
 from tasks.history.schema import (
+    RISK_COLUMNS,
     TREND_WEEKS,
     HistoryReader,
     Snapshot,
@@ -50,6 +51,8 @@ class PassHistory:
         self._loaded_from = date.max  # the stored KPIs and trend from here on are in memory
         self._stored_kpis: dict[date, Kpis] = {}
         self._stored_trend = pl.DataFrame()
+        self._risk: dict[date, pl.DataFrame] = {}  # calibration's rows of the pass's dates
+        self._stored_risk: pl.DataFrame | None = None  # ... and of the store, read up front
         if span is not None:
             first, last = span
             # history_context reads KPIs 13 weeks back and the trend TREND_WEEKS back
@@ -59,6 +62,7 @@ class PassHistory:
                 for k in store.kpis_between(self._loaded_from, last)
             }
             self._stored_trend = store.trend(last, (last - self._loaded_from).days // 7 + 1)
+            self._stored_risk = store.risk_history(last)
 
     def add(self, snapshot: Snapshot) -> None:
         """Make a computed date visible to the dates after it (it may still be being stored)."""
@@ -72,6 +76,7 @@ class PassHistory:
             self._actions = {snapshot.as_of: acts}
             self._action_ids |= set(acts["action_id"].drop_nulls())
             self._openings.append(_openings(acts))
+        self._risk[snapshot.as_of] = scores.select(RISK_COLUMNS)
         if self.keep_days is not None:
             # a later date never reads these scores again; if one did, the store has them
             oldest = snapshot.as_of - timedelta(days=self.keep_days)
@@ -112,6 +117,16 @@ class PassHistory:
         stored = stored.filter(~pl.col("as_of").is_in(pl.Series(list(self._trend), dtype=pl.Date)))
         ours = [t for d, t in self._trend.items() if start <= d <= end]
         return pl.concat([stored, *ours]).sort("as_of")
+
+    def risk_history(self, end: date) -> pl.DataFrame:
+        """Return the scores calibration trains on up to ``end``, this pass's dates included."""
+        stored = (
+            self._stored_risk if self._stored_risk is not None else self.store.risk_history(end)
+        )
+        ours = pl.Series(list(self._risk), dtype=pl.Date)
+        stored = stored.filter((pl.col("as_of") <= end) & ~pl.col("as_of").is_in(ours))
+        parts = [stored, *(r for d, r in self._risk.items() if d <= end)]
+        return pl.concat(parts).sort("as_of", "account_id")
 
     def actions_before(self, as_of: date) -> pl.DataFrame:
         """Return the actions of the latest date before ``as_of``, from this pass when it has it."""

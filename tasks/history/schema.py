@@ -42,7 +42,17 @@ SCORE_COLUMNS = {
     "override_reason": "VARCHAR",
     "override_expires": "DATE",
     "override_author": "VARCHAR",
+    "p_churn_90d": "DOUBLE",  # calibrated on earlier snapshots (tasks/calibrate.py)
+    "expected_arr_at_risk": "DOUBLE",
 }
+RISK_COLUMNS = [
+    "as_of",
+    "account_id",
+    "score",
+    "segment",
+    "computed_score",
+    "computed_segment",
+]  # what calibration reads
 MEASURE_COLUMNS = {
     "as_of": "DATE",
     "account_id": "VARCHAR",
@@ -234,6 +244,7 @@ class HistoryReader(Protocol):
     def action_ids_before(self, as_of: date) -> set[str]: ...
     def action_openings(self, until: date) -> pl.DataFrame: ...
     def scores_between(self, start: date, end: date) -> pl.DataFrame: ...
+    def risk_history(self, end: date) -> pl.DataFrame: ...
 
 
 class HistoryStore(HistoryReader, Protocol):

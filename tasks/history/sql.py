@@ -13,6 +13,7 @@ import polars as pl
 
 from tasks.history.schema import (
     DDL,
+    RISK_COLUMNS,
     TREND_WEEKS,
     Snapshot,
     conform,
@@ -103,6 +104,15 @@ class SqlHistory(ABC):
             "select * from score_history where as_of between ? and ? order by as_of, account_id",
             [start, end],
             schema_of("score_history"),
+        )
+
+    def risk_history(self, end: date) -> pl.DataFrame:
+        """Return every stored date's scores up to ``end``, the rows calibration trains on."""
+        return self._frame(
+            f"select {', '.join(RISK_COLUMNS)} from score_history where as_of <= ? "
+            "order by as_of, account_id",
+            [end],
+            schema_of("score_history", RISK_COLUMNS),
         )
 
     def measures_between(self, start: date, end: date) -> pl.DataFrame:

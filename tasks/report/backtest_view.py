@@ -26,7 +26,11 @@ def read_backtest(cfg: Config) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
+        report = dict(json.loads(path.read_text(encoding="utf-8")))
+        compare = path.with_name("backtest_compare.json")  # chs backtest --compare
+        if compare.is_file():
+            report["compare"] = json.loads(compare.read_text(encoding="utf-8"))
+        return report
     except (OSError, ValueError) as err:
         raise ChsError(
             f"Back-test file {path} cannot be read ({err}); re-run `chs backtest`."

@@ -16,6 +16,7 @@ from tasks.report.cards import headline_cards, method_view, validation_rows
 from tasks.report.charts import histogram, segment_mix_chart, trend_chart
 from tasks.report.format import SEGMENT_COLOURS, SEGMENT_LABELS, money
 from tasks.report.parents import parent_rows
+from tasks.report.prediction_view import prediction_view
 from tasks.report.sections import (
     RENEWAL_SOON_DAYS,
     account_lists,
@@ -78,6 +79,7 @@ class ReportContext(TypedDict):
     validation: list[dict[str, Any]]
     method: dict[str, Any]
     backtest: dict[str, Any] | None
+    prediction: dict[str, Any]
     segment_labels: dict[str, str]
     segment_colours: dict[str, str]
     actions_total: int
@@ -130,6 +132,7 @@ def build_context(inputs: ReportInputs) -> ReportContext:
         "validation": validation_rows(validation),
         "method": method_view(cfg),
         "backtest": backtest_view(backtest),
+        "prediction": prediction_view(backtest, dict(kpis)),
         "segment_labels": SEGMENT_LABELS,
         "segment_colours": SEGMENT_COLOURS,
         "actions_total": actions.height,

@@ -1,0 +1,179 @@
+"""Predictions: calibration on earlier snapshots, the renewal forecast, the full back-test
+against a direct scikit-learn computation, and comparing two configs."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.calibration import calibration_curve
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    brier_score_loss,
+    log_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from tasks.backtest_horizons import full_backtest
+from tasks.calibrate import MIN_EVENTS, calibrate, forecast_churn
+from tasks.compare import compare_configs
+from tasks.config import parse_config
+from tasks.forecast import renewals_due, renewing_interval
+from tests.tasks.test_backtest import CFG, KNOWN, synthetic
+
+
+@pytest.fixture(scope="module")
+def history() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    return synthetic(n=240, weeks=32, seed=3)
+
+
+def _labels(scores: pl.DataFrame, accounts: pl.DataFrame, h: int) -> pl.DataFrame:
+    """Label by hand: alive at the snapshot, churned within (as_of, as_of + h], horizon over."""
+    churned_at = dict(accounts.select("account_id", "churned_at").iter_rows())
+    out = []
+    for r in scores.filter(pl.col("score").is_not_null()).iter_rows(named=True):
+        c, d = churned_at[r["account_id"]], r["as_of"]
+        if d + timedelta(days=h) > KNOWN or (c is not None and c <= d):
+            continue
+        out.append(r | {"churned": c is not None and c <= d + timedelta(days=h)})
+    return pl.DataFrame(out).sort("as_of", "score", "account_id")
+
+
+def _p_by_hand(rows: pl.DataFrame, h: int) -> np.ndarray:
+    """Each snapshot's Platt fit on the labelled snapshots at least a horizon before it."""
+    p = np.full(rows.height, np.nan)
+    for d in rows["as_of"].unique().to_list():
+        train = rows.filter(pl.col("as_of") <= d - timedelta(days=h))
+        if train["churned"].sum() < MIN_EVENTS:
+            continue
+        m = LogisticRegression(C=1e4, max_iter=1000).fit(
+            train.select(pl.col("score") / 100).to_numpy(), train["churned"].to_numpy()
+        )
+        at = (rows["as_of"] == d).to_numpy()
+        p[at] = m.predict_proba(
+            rows.filter(pl.col("as_of") == d).select(pl.col("score") / 100).to_numpy()
+        )[:, 1]
+    return p
+
+
+def test_backtest_metrics_equal_a_direct_scikit_learn_computation(history) -> None:
+    scores, _, accounts = history
+    report = full_backtest(scores, accounts, KNOWN, n_boot=20)
+    assert set(report["horizons"]) == {"30", "60", "90", "180"}
+    for h in (30, 90):
+        got = report["horizons"][str(h)]
+        rows = _labels(scores, accounts, h)
+        y = rows["churned"].to_numpy()
+        call = (rows["segment"] == "at_risk").to_numpy()
+        assert got["n"] == rows.height
+        assert got["churned_n"] == int(y.sum())
+        assert got["auc"]["value"] == pytest.approx(roc_auc_score(y, -rows["score"]), abs=1e-4)
+        assert got["precision_at_risk"]["value"] == pytest.approx(
+            precision_score(y, call), abs=1e-4
+        )
+        assert got["recall_at_risk"]["value"] == pytest.approx(recall_score(y, call), abs=1e-4)
+        p = _p_by_hand(rows, h)
+        ok = ~np.isnan(p)
+        assert ok.sum() > 0
+        assert got["brier"]["value"] == pytest.approx(brier_score_loss(y[ok], p[ok]), abs=1e-4)
+        assert got["log_loss"]["value"] == pytest.approx(log_loss(y[ok], p[ok]), abs=1e-4)
+        for k in ("auc", "brier", "log_loss", "lift_top_decile", "recall_at_risk"):
+            lo, hi = got[k]["ci95"]
+            assert lo <= got[k]["value"] <= hi, k  # the estimate sits inside its interval
+    # the calibration table of p_churn_90d equals scikit-learn's uniform ten bins
+    rows = _labels(scores, accounts, 90)
+    p = _p_by_hand(rows, 90)
+    ok = ~np.isnan(p)
+    observed, predicted = calibration_curve(rows["churned"].to_numpy()[ok], p[ok], n_bins=10)
+    table = [b for b in report["calibration"] if b["n"]]
+    assert len(report["calibration"]) == 10
+    assert [b["observed"] for b in table] == pytest.approx(observed, abs=1e-4)
+    assert [b["mean_predicted"] for b in table] == pytest.approx(predicted, abs=1e-4)
+    assert 0 <= report["calibration_error"] < 0.05
+
+
+def test_bootstrap_is_seeded(history) -> None:
+    scores, _, accounts = history
+    a = full_backtest(scores, accounts, KNOWN, n_boot=10)["horizons"]["90"]["auc"]
+    b = full_backtest(scores, accounts, KNOWN, n_boot=10)["horizons"]["90"]["auc"]
+    assert a == b
+
+
+def test_calibration_never_looks_past_the_run_date(history) -> None:
+    scores, _, accounts = history
+    day = date(2025, 9, 1)
+    cal = calibrate(scores, accounts, day)
+    # snapshots within 90 days of the run, and churn after it, cannot change the fit
+    early = scores.filter(pl.col("as_of") <= day - timedelta(days=90))
+    later_churn = accounts.with_columns(
+        pl.when(pl.col("churned_at") > day).then(None).otherwise(pl.col("churned_at"))
+    )
+    for other in (calibrate(early, accounts, day), calibrate(scores, later_churn, day)):
+        assert other.summary() == cal.summary()
+        grid = np.linspace(0, 100, 11)
+        assert np.array_equal(other.predict(grid), cal.predict(grid))
+    assert cal.window is not None
+    assert cal.window[1] <= day - timedelta(days=90)
+
+
+def test_too_few_churn_events_give_a_null_probability_and_say_why(history) -> None:
+    scores, _, accounts = history
+    day = scores["as_of"].min() + timedelta(days=91)  # one labelled snapshot only
+    scored = scores.filter(pl.col("as_of") == day).with_columns(pl.lit(1000.0).alias("arr"))
+    few = scores.filter(pl.col("account_id") < "a0040")  # 40 accounts: a few churn events
+    out, churn = forecast_churn(scored, few, accounts, day)
+    assert out["p_churn_90d"].null_count() == out.height
+    assert "20 are needed" in churn.summary()["note"]
+    full, churn = forecast_churn(scored, scores, accounts, KNOWN)
+    p = full["p_churn_90d"].drop_nulls()
+    assert p.len() == full["score"].drop_nulls().len()
+    assert p.min() > 0
+    assert p.max() < 1
+    assert churn.summary()["note"] is None
+    # lower scores mean more risk
+    assert np.corrcoef(full["score"].to_numpy(), full["p_churn_90d"].to_numpy())[0, 1] < 0
+    assert full["expected_arr_at_risk"].to_list() == pytest.approx(
+        (full["p_churn_90d"] * 1000).round(2).to_list()
+    )
+
+
+def test_renewals_fall_due_on_anniversaries() -> None:
+    d = date(2026, 1, 1)
+    accounts = pl.DataFrame(
+        {
+            "renewal_date": [date(2026, 2, 1), date(2025, 3, 1), date(2026, 1, 1), None],
+            "arr": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    # 1 Feb is due; 1 March 2025 recurs on 1 March 2026 (due); 1 January renews today, so next
+    # on 1 January 2027 (not due within 90 days); no date, not due
+    assert renewals_due(accounts, d, 90)["arr"].to_list() == [1.0, 2.0]
+
+
+def test_renewing_interval_matches_the_exact_distribution() -> None:
+    # two accounts of 100 renewing with p = 0.5: 0, 100 or 200 with 1/4, 1/2, 1/4
+    lo, hi = renewing_interval(np.array([100.0, 100.0]), np.array([0.5, 0.5]))
+    assert (lo, hi) == (0.0, 200.0)
+    lo, hi = renewing_interval(np.array([100.0, 100.0]), np.array([0.0, 0.0]))
+    assert (lo, hi) == (200.0, 200.0)
+
+
+def test_a_config_on_the_noise_measure_compares_worse_with_an_interval_excluding_zero(
+    history,
+) -> None:
+    _, measures, accounts = history
+    body = CFG.model_dump(mode="json", exclude={"base_dir"})
+    body["scoring"]["dimensions"] = {"usage": 0.0, "engagement": 1.0}  # all on noise
+    worse = parse_config(body, Path("."))
+    out = compare_configs(measures, accounts, CFG, worse, KNOWN, 10, n_boot=30)
+    auc = out["horizons"]["90"]["auc"]
+    assert auc["difference"] < 0
+    assert auc["ci95"][1] < 0
+    assert auc["verdict"] == "other is worse"
+    same = compare_configs(measures, accounts, CFG, CFG, KNOWN, 10, n_boot=10)
+    assert same["horizons"]["90"]["auc"]["difference"] == 0
