@@ -100,9 +100,7 @@ def plan_read(name: str, cfg: Config, window: Window) -> ReadPlan:
         None  # accounts keep every column: custom CRM attributes can be measures
         if name == "accounts"
         else tuple(
-            dict.fromkeys(
-                [*(src.columns.get(c, c) for c in ds.schema.names()), *_latest_read(src)]
-            )
+            dict.fromkeys([*(src.columns.get(c, c) for c in ds.schema.names()), *_latest_read(src)])
         )
     )
     if ds.time_column is None:

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from pathlib import Path
 from statistics import mean, median
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import polars as pl
 import pytest
@@ -18,6 +19,7 @@ from tasks.backfill import SpanWindow, as_of_slice
 from tasks.config import Config, parse_config
 from tasks.errors import ConfigError, SourceError
 from tasks.kpis import resolution_kpis
+from tasks.sources.databases import adbc_uri
 from tasks.sources.latest import LATEST
 from tasks.sources.plan import REASON, Window
 from tasks.sources.presets import PRESETS
@@ -356,3 +358,20 @@ def test_preset_config_errors(tmp_path: Path) -> None:
         _cfg(tmp_path, "tickets", uri="t.csv", preset="jira")
     with pytest.raises(ConfigError, match="preset 'zendesk_tickets' is for the tickets source"):
         _cfg(tmp_path, "orders", uri="t.csv", preset="zendesk_tickets")
+
+
+def test_adbc_uri_carries_the_settings_and_an_encoded_password() -> None:
+    uri = adbc_uri(
+        "postgresql://cs@db.example:5432/crm?sslmode=require&application_name=x", "p@ss w&rd"
+    )
+    q = dict(parse_qsl(urlsplit(uri).query))
+    # the source's own settings stay; the reader's replace same-named ones; the password
+    # survives characters that mean something in a URL
+    assert q == {
+        "sslmode": "require",
+        "application_name": "chs",
+        "connect_timeout": "10",
+        "options": "-c default_transaction_read_only=on",
+        "password": "p@ss w&rd",
+    }
+    assert "password" not in adbc_uri("postgresql://cs@db.example/crm", None)
