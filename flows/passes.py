@@ -132,6 +132,23 @@ class PassPlan:
     batch: str  # the backfill's fingerprint, recorded with each date for resuming
 
 
+def pass_features(
+    plan: PassPlan, validated: dict[str, ValidatedDataset], chunk: list[date]
+) -> dict[date, pl.DataFrame]:
+    """Compute the features of a run of dates: in one pass, or date by date from each date's
+    records when a source is a change log (``latest_by``: its record differs per date)."""
+    cfg, params = plan.cfg, plan.params
+    if not any(v.superseded is not None for v in validated.values()):
+        return by_date(compute_features(cfg, validated, chunk, params), chunk)
+    return {
+        day: by_date(
+            compute_features(cfg, slice_date(validated, day, plan.run_time, cfg), [day], params),
+            [day],
+        )[day]
+        for day in chunk
+    }
+
+
 def run_passes(
     plan: PassPlan,
     todo: list[date],
@@ -146,7 +163,7 @@ def run_passes(
     storing: Storing | None = None  # the date being stored while the next one is computed
     try:
         for chunk in chunked(todo, DATES_PER_PASS):
-            per_date = by_date(compute_features(cfg, validated, chunk, params), chunk)
+            per_date = pass_features(plan, validated, chunk)
             for day in chunk:
                 context = read_pass(view, cfg, day)
                 seen = slice_date(counted, day, plan.run_time, cfg)

@@ -20,7 +20,8 @@ import polars as pl
 
 from tasks.config import Config
 from tasks.features.windows import hashed_ids
-from tasks.schemas import DATASETS
+from tasks.schemas import DATASETS, Dataset
+from tasks.sources.latest import not_after, pick_records
 from tasks.sources.plan import Window, cutoff_filter, lookback_days
 from tasks.validate import CAST, ValidatedDataset
 
@@ -56,23 +57,36 @@ def _failed_on(failed: dict[str, Any], quarantined: pl.DataFrame) -> int:
 def as_of_slice(
     validated: dict[str, ValidatedDataset], as_of: date, run_time: datetime, cfg: Config
 ) -> dict[str, ValidatedDataset]:
-    """Return the validated rows (and counts) a run of ``as_of`` alone would have."""
+    """Return the validated rows (and counts) a run of ``as_of`` alone would have.
+
+    A change log's (``latest_by``) record of each key is picked again for the date: the
+    latest of its accepted rows up to then.
+    """
     window = Window(as_of, run_time)
     out = {}
     for name, v in validated.items():
         ds = DATASETS[name]
-        if ds.time_column is None:
+        if ds.time_column is None and v.superseded is None:
             out[name] = v
             continue
         back = lookback_days(name, cfg)
-        quarantined = cutoff_filter(v.quarantined, ds, window, back)
+
+        def cut(df: pl.DataFrame, ds: Dataset = ds, back: int | None = back) -> pl.DataFrame:
+            return not_after(cutoff_filter(df, ds, window, back), window.end)
+
+        quarantined = cut(v.quarantined)
         failed = [{**f, "count": _failed_on(f, quarantined)} for f in v.failed]
+        accepted, superseded = cut(v.accepted), v.superseded
+        if superseded is not None:
+            pool = pl.concat([accepted, cut(superseded)], how="vertical_relaxed")
+            accepted, superseded = pick_records(pool, ds)
         out[name] = ValidatedDataset(
             name=name,
-            accepted=cutoff_filter(v.accepted, ds, window, back),
+            accepted=accepted,
             quarantined=quarantined,
             failed=[f for f in failed if f["count"]],
             engine=v.engine,
+            superseded=superseded,
         )
     return out
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tasks.defaults import default_actions, default_measures
 from tasks.errors import ConfigError
 from tasks.schemas import DATASETS, DIMENSIONS
+from tasks.sources.presets import PRESETS, apply_preset
 
 Direction = Literal["higher", "lower"]
 Method = Literal["bands", "minmax", "percentile", "target"]
@@ -50,6 +51,12 @@ class SourceConfig(_Strict):
     values: dict[str, dict[str, str]] = Field(default_factory=dict)  # column -> {raw: canonical}
     password_env: str | None = None  # environment variable that holds the database password
     password_secret: str | None = None  # Prefect Secret block that holds the database password
+    null_values: list[str] = Field(default_factory=list)  # text that means "missing", e.g. "?"
+    # a change log or snapshots: per key, the row with the latest value of this column not
+    # after the as-of date is the record (a source column, or a canonical one it maps to)
+    latest_by: str | None = None
+    sheet: str | None = None  # the sheet of an .xlsx file (default: the first)
+    preset: str | None = None  # ready column and value maps for a tool's export (presets.py)
 
     @field_validator("encoding")
     @classmethod
@@ -71,6 +78,17 @@ class SourceConfig(_Strict):
                 f"unknown time zone {v!r}; use an IANA name like Europe/Berlin"
             ) from None
         return v
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str | None) -> str | None:
+        if v is not None and v not in PRESETS:
+            raise ValueError(f"unknown preset {v!r}; expected one of {', '.join(PRESETS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _with_preset(self) -> SourceConfig:
+        return apply_preset(self) if self.preset else self
 
     @model_validator(mode="after")
     def _table_or_query(self) -> SourceConfig:
@@ -361,6 +379,14 @@ class Config(_Strict):
             )
         if "accounts" not in v:
             raise ValueError("the accounts source is required")
+        for name, src in v.items():
+            if src.preset and PRESETS[src.preset].dataset != name:
+                raise ValueError(
+                    f"preset {src.preset!r} is for the {PRESETS[src.preset].dataset} source, "
+                    f"not {name}"
+                )
+            if src.latest_by and DATASETS[name].key is None:
+                raise ValueError(f"latest_by needs a dataset with a unique key; {name} has none")
         return v
 
     def path(self, p: str) -> Path:

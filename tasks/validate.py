@@ -32,6 +32,8 @@ import polars as pl
 
 from tasks.config import Config
 from tasks.errors import ConfigError, ValidationGateError
+from tasks.schemas import DATASETS
+from tasks.sources.latest import LATEST, pick_records, version_key
 from tasks.sources.plan import REASON, ROW
 from tasks.sources.secrets import describe_source
 
@@ -77,12 +79,20 @@ class ValidatedDataset:
     quarantined: pl.DataFrame
     failed: list[dict[str, Any]] = field(default_factory=list)
     engine: str = "great_expectations"
+    # a change log's (latest_by) accepted rows that a later row of their key replaced
+    superseded: pl.DataFrame | None = None
+
+    @property
+    def rows_superseded(self) -> int:
+        return 0 if self.superseded is None else self.superseded.height
 
     def summary(self) -> dict[str, Any]:
+        accepted = self.accepted.height + self.rows_superseded  # history is valid, not bad
         return {
-            "rows_read": self.accepted.height + self.quarantined.height,
-            "rows_accepted": self.accepted.height,
+            "rows_read": accepted + self.quarantined.height,
+            "rows_accepted": accepted,
             "rows_quarantined": self.quarantined.height,
+            "rows_superseded": self.rows_superseded,
             "failed_expectations": self.failed,
             "engine": self.engine,
         }
@@ -329,15 +339,17 @@ def validate_dataset(
     suite = resolve_suite(load_suite_json(dataset), cfg, account_ids, run_time)
     typed_ok = df.filter(pl.col(REASON).is_null())
     use_gx = typed_ok.height <= cfg.validation.gx_max_rows
+    every = set(range(len(suite["expectations"])))
+    versions = _versioned_keys(suite, dataset, df)  # a change log: unique per key and version
     if use_gx:
         cross = {i for i, e in enumerate(suite["expectations"]) if _cross_dataset(e)}
-        every = set(range(len(suite["expectations"])))
         failures = {
-            **run_gx(typed_ok, suite, every - cross),
-            **run_polars(typed_ok, suite, cross),
+            **run_gx(typed_ok, suite, every - cross - versions),
+            **run_polars(typed_ok, suite, cross - versions),
         }
     else:
-        failures = run_polars(typed_ok, suite)
+        failures = run_polars(typed_ok, suite, every - versions)
+    failures.update(_version_duplicates(typed_ok, dataset, versions))
     failed = _cast_failures(df)
     reasons: list[pl.DataFrame] = []
     for i, rows in sorted(failures.items()):
@@ -374,20 +386,44 @@ def validate_dataset(
     quarantined = marked.filter(pl.col(REASON).is_not_null()).rename(
         {REASON: "reason", ROW: "source_row"}
     )
+    records, superseded = pick_records(accepted, DATASETS[dataset])
     return ValidatedDataset(
         name=dataset,
-        accepted=accepted,
+        accepted=records,
         quarantined=quarantined,
         failed=failed,
         engine="great_expectations" if use_gx else "polars (suite translated)",
+        superseded=superseded if LATEST in df.columns else None,
     )
+
+
+def _versioned_keys(suite: dict[str, Any], dataset: str, df: pl.DataFrame) -> set[int]:
+    """Return the suite's uniqueness checks on the key of a change log (``latest_by``)."""
+    key = DATASETS[dataset].key
+    if LATEST not in df.columns or key is None:
+        return set()
+    return {
+        i
+        for i, e in enumerate(suite["expectations"])
+        if e["type"] == "expect_column_values_to_be_unique" and e["kwargs"].get("column") == key
+    }
+
+
+def _version_duplicates(df: pl.DataFrame, dataset: str, checks: set[int]) -> dict[int, list[int]]:
+    """Rows of a change log that share both key and ``latest_by`` value: none can be the record."""
+    if not checks:
+        return {}
+    ds = DATASETS[dataset]
+    dup = pl.col(ds.key or "").is_not_null() & version_key(ds).is_duplicated()
+    rows = df.filter(dup)[ROW].to_list()
+    return {i: rows for i in checks} if rows else {}
 
 
 def gate(v: ValidatedDataset, cfg: Config) -> None:
     """Stop the run when a dataset is mostly invalid or no account survived validation."""
     src = cfg.sources.get(v.name)
     what = describe_source(v.name, src) if src else v.name
-    read, bad = v.accepted.height + v.quarantined.height, v.quarantined.height
+    read, bad = v.accepted.height + v.rows_superseded + v.quarantined.height, v.quarantined.height
     if v.name == "accounts" and read == 0:
         raise ValidationGateError(f"{what} has no rows: there are no accounts to score.")
     worst = max(v.failed, key=lambda f: f["count"], default=None)

@@ -12,7 +12,9 @@ import polars as pl
 from tasks.config import SourceConfig
 from tasks.errors import ConfigError, SourceError
 from tasks.schemas import TS, Dataset
+from tasks.sources.latest import LATEST, after_rename, latest_expr, source_column
 from tasks.sources.plan import REASON, ROW, format_list
+from tasks.sources.presets import optional_preset_columns
 
 _NAIVE_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f",
@@ -38,9 +40,13 @@ def _rename(df: pl.DataFrame, ds: Dataset, src: SourceConfig, what: str) -> pl.D
         raise ConfigError(
             f"[sources.{ds.name}.columns] maps unknown canonical column {unknown[0]!r}."
         )
-    missing_src = [s for s in src.columns.values() if s not in df.columns]
+    optional = optional_preset_columns(src)  # a preset's optional columns may be absent
+    missing_src = [s for s in src.columns.values() if s not in df.columns and s not in optional]
     if missing_src and df.width:
         raise SourceError(f"{what} has no column {missing_src[0]!r} (named in its column mapping).")
+    latest = source_column(src)
+    if latest is not None and latest not in df.columns and df.width:
+        raise SourceError(f"{what} has no column {latest!r} (named by latest_by).")
     df = df.rename({s: c for c, s in src.columns.items() if s in df.columns and s != c})
     missing = [c for c in ds.required if c not in df.columns]
     if missing:
@@ -140,15 +146,49 @@ def _map_values(df: pl.DataFrame, ds: Dataset, src: SourceConfig) -> pl.DataFram
     return df.with_columns(folds) if folds else df
 
 
+def _nulls(df: pl.DataFrame, src: SourceConfig) -> pl.DataFrame:
+    """Read the source's ``null_values`` (e.g. "?", "N/A") in text columns as missing."""
+    if not src.null_values:
+        return df
+    marks = pl.Series(src.null_values, dtype=pl.String)
+    text = [c for c, t in df.schema.items() if t == pl.String and not c.startswith("_")]
+    return df.with_columns(
+        pl.when(pl.col(c).str.strip_chars().is_in(marks)).then(None).otherwise(pl.col(c)).alias(c)
+        for c in text
+    )
+
+
+def _latest(df: pl.DataFrame, src: SourceConfig) -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """Return the typed ``latest_by`` column and its cast failure (empty without latest_by)."""
+    col = after_rename(src)
+    if col is None or col not in df.columns:
+        return [], []
+    cur = df.schema[col]
+    text = pl.col(col).cast(pl.String).str.strip_chars()
+    text = pl.when(text == "").then(None).otherwise(text)
+    typed = latest_expr(col, cur, _parse_datetime(text, src.datetime_format, src.timezone))
+    bad = text.is_not_null() & typed.is_null()
+    label = src.latest_by or col
+    why = pl.format(
+        "{}: '{}' is not " + _describe_type(TS, src), pl.lit(label), text.str.slice(0, 40)
+    )
+    return [typed.alias(LATEST)], [pl.when(bad).then(why)]
+
+
 def to_canonical(raw: pl.DataFrame, ds: Dataset, src: SourceConfig, what: str) -> pl.DataFrame:
     """Map a raw source frame onto the canonical schema, recording cast failures per row."""
-    df = _map_values(_rename(raw, ds, src, what), ds, src)
+    df = _map_values(_nulls(_rename(raw, ds, src, what), src), ds, src)
     if ROW not in df.columns:
         df = df.with_row_index(ROW, offset=1)
     keep_extra = ds.name == "accounts"  # custom CRM attributes become usable as measures
-    extra = [c for c in df.columns if c not in ds.schema and keep_extra and not c.startswith("_")]
+    skip = {after_rename(src)}  # the latest_by column is carried as LATEST, not as an attribute
+    extra = [
+        c
+        for c in df.columns
+        if c not in ds.schema and keep_extra and not c.startswith("_") and c not in skip
+    ]
+    latest, problems = _latest(df, src)
     casts: list[pl.Expr] = []
-    problems: list[pl.Expr] = []
     for c, dtype in ds.schema.items():
         if c not in df.columns:
             casts.append(pl.lit(None, dtype=dtype).alias(c))
@@ -175,6 +215,7 @@ def to_canonical(raw: pl.DataFrame, ds: Dataset, src: SourceConfig, what: str) -
         pl.col(ROW).cast(pl.Int64),
         *casts,
         *[pl.col(c) for c in extra],
+        *latest,
         pl.when(reason != "").then(reason).alias(REASON),
     )
     return out.with_columns(pl.col(REASON).cast(pl.String))

@@ -5,18 +5,25 @@ from __future__ import annotations
 import re
 import sqlite3
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+import adbc_driver_postgresql.dbapi as adbc
 import duckdb
 import polars as pl
-import psycopg
+import pyarrow as pa
 
 from tasks.config import Config, SourceConfig
 from tasks.errors import ConfigError
 from tasks.sources.plan import ReadPlan, bounds
 
 _ISO_DATE = "^[0-9]{4}-[0-9]{2}-[0-9]{2}"
-_PG_TEMPORAL = {1082, 1114, 1184}  # date, timestamp, timestamptz
-_PG_TEXT = {19, 25, 1042, 1043}  # name, text, char, varchar
+# libpq settings of every source connection: named, bounded, and read-only at the server, so a
+# query from the config can never change the source
+_PG_OPTIONS = {
+    "application_name": "chs",
+    "connect_timeout": "10",
+    "options": "-c default_transaction_read_only=on",
+}
 
 
 def db_path(uri: str, cfg: Config) -> Path:
@@ -117,20 +124,42 @@ def read_sqlite(path: Path, base: str, plan: ReadPlan) -> pl.DataFrame:
     return pl.DataFrame(data, schema=dict.fromkeys(names, pl.String))
 
 
-def _pg_kind(type_code: int) -> str:
-    if type_code in _PG_TEMPORAL:
+def _arrow_kind(dtype: pa.DataType) -> str:
+    if pa.types.is_timestamp(dtype) or pa.types.is_date(dtype):
         return "temporal"
-    return "text" if type_code in _PG_TEXT else "other"
+    return "text" if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) else "other"
+
+
+def adbc_uri(uri: str, password: str | None) -> str:
+    """Return the libpq URI the driver connects with: the source's, with this reader's settings.
+
+    The password (None: none) joins only this string, which goes to the driver and is never
+    shown: error messages are masked with it (``tasks.sources.secrets``).
+    """
+    parts = urlsplit(uri)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in _PG_OPTIONS]
+    query += list(_PG_OPTIONS.items())
+    if password is not None:
+        query.append(("password", password))
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """Read PostgreSQL types Arrow has no type for (numeric, json, …) as their text."""
+    fields = [
+        f.with_type(f.type.storage_type) if isinstance(f.type, pa.BaseExtensionType) else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields)) if fields != list(table.schema) else table
 
 
 def read_postgres(uri: str, password: str | None, base: str, plan: ReadPlan) -> pl.DataFrame:
-    # The password goes to the driver as a keyword (None: none), never into a shown string.
-    with psycopg.connect(uri, connect_timeout=10, application_name="chs", password=password) as con:
-        con.read_only = True  # a query from the config can never change the source
-        with con.cursor() as cur:
-            cur.execute(f"select * from ({base}) as src limit 0")
-            kinds = {d.name: _pg_kind(d.type_code) for d in cur.description or []}
-            cur.execute(select_sql(base, kinds, plan, "postgres"))
-            names = [d.name for d in cur.description or []]
-            rows = cur.fetchall()
-    return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+    """Read through ADBC: PostgreSQL's binary COPY straight into Arrow, no Python row tuples."""
+    with adbc.connect(adbc_uri(uri, password)) as con, con.cursor() as cur:
+        cur.execute(f"select * from ({base}) as src limit 0")
+        kinds = {f.name: _arrow_kind(f.type) for f in cur.fetch_arrow_table().schema}
+        cur.execute(select_sql(base, kinds, plan, "postgres"))
+        table = cur.fetch_arrow_table()
+    out = pl.from_arrow(_plain(table))
+    assert isinstance(out, pl.DataFrame)  # a table converts to a frame
+    return out

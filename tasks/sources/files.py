@@ -13,6 +13,7 @@ import polars as pl
 
 from tasks.config import Config, SourceConfig
 from tasks.errors import ConfigError, SourceError
+from tasks.sources.excel import EXCEL_SUFFIXES, read_excel
 from tasks.sources.plan import ROW, ReadPlan, bounds
 
 
@@ -66,7 +67,9 @@ def _read_file(path: Path, src: SourceConfig) -> pl.DataFrame:
             return pl.read_csv(io.BytesIO(data), separator=src.separator, infer_schema=False)
         except pl.exceptions.ComputeError:
             raise SourceError(_bad_csv_row(data, src.separator, path.name)) from None
-    raise ConfigError(f"{path}: unknown file type {suffix!r}; use .csv, .parquet or .jsonl.")
+    if suffix in EXCEL_SUFFIXES:
+        return read_excel(path, src)
+    raise ConfigError(f"{path}: unknown file type {suffix!r}; use .csv, .parquet, .jsonl or .xlsx.")
 
 
 def _scan_parquet(path: Path, plan: ReadPlan, offset: int) -> tuple[pl.LazyFrame, int]:

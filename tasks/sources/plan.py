@@ -13,8 +13,9 @@ from datetime import date, datetime, time, timedelta
 
 import polars as pl
 
-from tasks.config import Config
+from tasks.config import Config, SourceConfig
 from tasks.schemas import DATASETS, Dataset
+from tasks.sources.latest import not_after, source_column
 
 # the row's position in its file (for a database: in what was read), kept for quarantine files
 ROW = "_row"
@@ -87,13 +88,20 @@ def lookback_days(dataset: str, cfg: Config) -> int | None:
     return None
 
 
+def _latest_read(src: SourceConfig) -> list[str]:
+    col = source_column(src)  # a change log's version column is read with the rest
+    return [] if col is None else [col]
+
+
 def plan_read(name: str, cfg: Config, window: Window) -> ReadPlan:
     """Return the source columns and the time range a run needs from ``name``, with a margin."""
     src, ds = cfg.sources[name], DATASETS[name]
     columns = (
         None  # accounts keep every column: custom CRM attributes can be measures
         if name == "accounts"
-        else tuple(dict.fromkeys(src.columns.get(c, c) for c in ds.schema.names()))
+        else tuple(
+            dict.fromkeys([*(src.columns.get(c, c) for c in ds.schema.names()), *_latest_read(src)])
+        )
     )
     if ds.time_column is None:
         return ReadPlan(columns)
@@ -115,5 +123,9 @@ def plan_read(name: str, cfg: Config, window: Window) -> ReadPlan:
 
 
 def point_in_time(typed: pl.DataFrame, name: str, cfg: Config, window: Window) -> pl.DataFrame:
-    """Keep the rows a run as of ``window`` sees (and the impossible ones, for quarantine)."""
-    return cutoff_filter(typed, DATASETS[name], window, lookback_days(name, cfg))
+    """Keep the rows a run as of ``window`` sees (and the impossible ones, for quarantine).
+
+    In a change log (``latest_by``) an update after the as-of date has not happened yet.
+    """
+    seen = cutoff_filter(typed, DATASETS[name], window, lookback_days(name, cfg))
+    return not_after(seen, window.end)

@@ -6,9 +6,11 @@ databases), cast it to the canonical schema and keep the rows a run as of its da
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 
+import adbc_driver_manager
 import duckdb
 import polars as pl
 import psycopg
@@ -28,9 +30,14 @@ from tasks.sources.files import read_files
 from tasks.sources.plan import ReadPlan, Window, plan_read, point_in_time
 from tasks.sources.secrets import describe_source, resolve_uri, source_secrets
 
+# ADBC wraps the server's message: "NOT_FOUND: [libpq] Failed to prepare query: ERROR:  ..."
+_ADBC_PREFIX = re.compile(r"^[A-Z_]+: (?:\[libpq\] )?(?:Failed to [^:]*: )?(?:ERROR:\s+)?")
+
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
+    if isinstance(err, adbc_driver_manager.Error):
+        text = _ADBC_PREFIX.sub("", text)
     return text.splitlines()[0].rstrip(".") if text else type(err).__name__
 
 
@@ -62,8 +69,11 @@ def read_source(
             f"{what}: text is not valid {src.encoding} ({err.reason} at byte {err.start}); "
             "set encoding in the source's config."
         ) from None
-    except (duckdb.Error, sqlite3.Error, psycopg.Error) as err:
-        transient = isinstance(err, psycopg.OperationalError)  # connection refused, server gone
+    except (duckdb.Error, sqlite3.Error, psycopg.Error, adbc_driver_manager.Error) as err:
+        # connection refused, server gone
+        transient = isinstance(
+            err, (psycopg.OperationalError, adbc_driver_manager.OperationalError)
+        )
         raise SourceError(
             f"{what}: {secrets.mask(_first_line(err))}.", transient=transient
         ) from None

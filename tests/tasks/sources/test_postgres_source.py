@@ -6,7 +6,9 @@ import logging
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+import adbc_driver_postgresql.dbapi as adbc
 import duckdb
 import polars as pl
 import psycopg
@@ -181,15 +183,15 @@ def test_errors_name_the_source_and_nothing_is_written(pg_url: str, tmp_path: Pa
 
 @pytest.fixture
 def connect_spy(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Record the keyword arguments of every psycopg.connect (the real one still runs)."""
+    """Record the libpq settings of every ADBC connection (the real one still runs)."""
     calls: list[dict[str, Any]] = []
-    real = psycopg.connect
+    real = adbc.connect
 
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs)
-        return real(*args, **kwargs)
+    def spy(uri: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(dict(parse_qsl(urlsplit(uri).query)))
+        return real(uri, *args, **kwargs)
 
-    monkeypatch.setattr(psycopg, "connect", spy)
+    monkeypatch.setattr(adbc, "connect", spy)
     return calls
 
 
