@@ -24,6 +24,7 @@ from tasks.calibrate import MIN_EVENTS, calibrate, forecast_churn
 from tasks.compare import compare_configs
 from tasks.config import parse_config
 from tasks.forecast import renewals_due, renewing_interval
+from tasks.report.prediction_view import prediction_view
 from tests.tasks.test_backtest import CFG, KNOWN, synthetic
 
 
@@ -177,3 +178,26 @@ def test_a_config_on_the_noise_measure_compares_worse_with_an_interval_excluding
     assert auc["verdict"] == "other is worse"
     same = compare_configs(measures, accounts, CFG, CFG, KNOWN, 10, n_boot=10)
     assert same["horizons"]["90"]["auc"]["difference"] == 0
+
+
+def test_the_report_draws_the_calibration_bins_and_formats_the_forecast() -> None:
+    table = [{"mean_predicted": None, "observed": None, "n": 0}] * 8 + [
+        {"mean_predicted": 0.02, "observed": 0.03, "n": 400},
+        {"mean_predicted": 0.2, "observed": 0.1, "n": 100},
+    ]
+    kpis = {
+        "renewal_forecast": {
+            "90": {
+                "accounts_due": 2,
+                "arr_due": 200.0,
+                "expected_arr_renewing": 150.0,
+                "interval80": [100.0, 200.0],
+                "expected_grr": 0.95,
+            }
+        }
+    }
+    view = prediction_view({"calibration": table, "calibration_error": 0.012}, kpis)
+    assert view["calibration"] is not None
+    assert len(view["calibration"]["points"]) == 2  # empty bins are not drawn
+    assert view["forecast"][0]["grr"] == "95.0%"
+    assert view["calibration_error"] == "0.012"

@@ -383,8 +383,14 @@ def test_history_context_of_a_run() -> None:
         def scores_between(self, start: date, end: date) -> pl.DataFrame:
             return pl.DataFrame()
 
+        def risk_history(self, end: date) -> pl.DataFrame:
+            return pl.DataFrame({"as_of": [end]})
+
     ctx = history_context(Fake(), cfg, D2)
     assert ctx.action_ids == {"a1"}
+    assert ctx.risk is not None
+    # calibration reads only snapshots whose 90-day outcome is known by the run date
+    assert ctx.risk["as_of"].to_list() == [D2 - timedelta(days=90)]
     assert ctx.prev_1w is not None
     assert ctx.prev_1w["as_of"].to_list() == [D1]
     assert ctx.prev_4w is None
