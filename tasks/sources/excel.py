@@ -20,7 +20,8 @@ def read_excel(path: Path, src: SourceConfig) -> pl.DataFrame:
     try:
         sheets = fastexcel.read_excel(str(path)).sheet_names
     except Exception as err:  # calamine raises its own types for a file that is no workbook
-        raise SourceError(f"{path.name} is not a readable workbook ({err})") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SourceError(f"{path.name} is not a readable workbook ({first})") from None
     if src.sheet is not None and src.sheet not in sheets:
         raise SourceError(
             f"{path.name} has no sheet {src.sheet!r}; its sheets are {', '.join(sheets)}"

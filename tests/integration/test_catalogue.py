@@ -215,9 +215,23 @@ CASES: dict[str, Case] = {
     ),
     "unknown file type": Case(
         "orders",
+        {"orders.numbers": "PK"},
+        {"uri": "orders.numbers"},
+        Fails(
+            2,
+            "{tmp}/orders.numbers: unknown file type '.numbers'; use .csv, .parquet, .jsonl or "
+            ".xlsx.",
+        ),
+    ),
+    "broken workbook": Case(
+        "orders",
         {"orders.xlsx": "PK"},
         {"uri": "orders.xlsx"},
-        Fails(2, "{tmp}/orders.xlsx: unknown file type '.xlsx'; use .csv, .parquet or .jsonl."),
+        Fails(
+            1,
+            "orders source orders.xlsx: orders.xlsx is not a readable workbook (calamine error: "
+            "Xlsx error: Zip error: invalid Zip archive: Could not find EOCD).",
+        ),
     ),
     "wrong DuckDB table": Case(
         "orders",
