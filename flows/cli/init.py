@@ -60,12 +60,20 @@ _SOURCES = """\
 #   values           value maps per canonical column: source value = canonical value
 #   password_env     postgresql only: the environment variable that holds the password
 #   password_secret  postgresql only: the Prefect Secret block that holds it (not both)
+#   null_values      strings that mean missing, e.g. ["?", "N/A", "-"]
+#   latest_by        a change log or snapshots: per key, the row with the latest value of
+#                    this column not after the as-of date is the record
+#   sheet            .xlsx only: the sheet to read (default: the first)
+#   preset           ready column and value maps for a tool's export: hubspot_companies,
+#                    salesforce_accounts, zendesk_tickets, intercom_conversations,
+#                    delighted_nps (columns and values given here override it)
 # ---------------------------------------------------------------------------------------------
 
 [sources.accounts]                      # CRM export: account_id and name are required
 uri = "data/accounts.csv"
 encoding = "utf-8"
 separator = ","
+null_values = ["?", "N/A", "-"]
 date_format = "%Y-%m-%d"
 [sources.accounts.columns]
 account_id = "Account ID"

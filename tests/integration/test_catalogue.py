@@ -248,7 +248,7 @@ CASES: dict[str, Case] = {
         {"uri": "postgresql://postgres@127.0.0.1:1/crm", "table": "orders"},
         Fails(
             1,
-            "orders source postgresql://postgres@127.0.0.1:1/crm (orders): connection failed: "
+            "orders source postgresql://postgres@127.0.0.1:1/crm (orders): "
             'connection to server at "127.0.0.1", port 1 failed: Connection refused.',
         ),
     ),
@@ -654,8 +654,8 @@ def test_cli_unreachable_database_exits_1(
     p = cli_runs["no database server"]
     assert p.returncode == 1
     assert _error_line(p) == (
-        "chs: error: accounts source postgresql://postgres@127.0.0.1:1/crm (accounts): connection "
-        'failed: connection to server at "127.0.0.1", port 1 failed: Connection refused.'
+        "chs: error: accounts source postgresql://postgres@127.0.0.1:1/crm (accounts): "
+        'connection to server at "127.0.0.1", port 1 failed: Connection refused.'
     )
 
 
