@@ -65,7 +65,9 @@ class _Blank(string.Formatter):
         if value is None:
             return "n/a"
         try:
-            return super().format_field(value, format_spec)
+            # typeshed types Formatter.format_field as Any; it returns format()'s str.
+            text: str = super().format_field(value, format_spec)
+            return text
         except (ValueError, TypeError):
             return str(value)
 

@@ -91,11 +91,12 @@ def load_suite_json(dataset: str, directory: Path = EXPECTATIONS_DIR) -> dict[st
     """Read a suite file; a missing or broken file is a configuration error."""
     path = directory / f"{dataset}.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        suite: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"Expectation suite {path} does not exist.") from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"Expectation suite {path} is not valid JSON: {err}.") from None
+    return suite
 
 
 def build_suite(suite_json: dict[str, Any]) -> gx.ExpectationSuite:

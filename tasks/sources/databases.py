@@ -95,7 +95,9 @@ def read_duckdb(path: Path, base: str, plan: ReadPlan) -> pl.DataFrame:
     try:
         rel = con.sql(base)
         kinds = {c: _duckdb_kind(str(t)) for c, t in zip(rel.columns, rel.types, strict=True)}
-        return con.sql(select_sql(base, kinds, plan, "duckdb")).pl()
+        # duckdb types .pl() as Any because .pl(lazy=True) returns a LazyFrame instead.
+        frame: pl.DataFrame = con.sql(select_sql(base, kinds, plan, "duckdb")).pl()
+        return frame
     finally:
         con.close()
 

@@ -44,7 +44,7 @@ def resolve_password(name: str, src: SourceConfig) -> str | None:
         return value
     if src.password_secret:
         try:
-            block = cast(Secret, Secret.load(src.password_secret))
+            block = cast("Secret[str]", Secret.load(src.password_secret))
             return str(block.get())
         except (ValueError, OSError, httpx.HTTPError, RuntimeError) as err:
             raise ConfigError(
