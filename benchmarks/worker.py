@@ -56,7 +56,7 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
+    with Path("/proc/self/statm").open() as f:
         return int(f.read().split()[1]) * _PAGE / 2**20
 
 

@@ -318,7 +318,7 @@ class Config(_Strict):
     kpis: KpiConfig = Field(default_factory=KpiConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
-    base_dir: Path = Path(".")  # the folder of the config file; set by load_config
+    base_dir: Path = Path()  # the folder of the config file; set by load_config
 
     @field_validator("sources")
     @classmethod

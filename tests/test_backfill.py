@@ -32,7 +32,7 @@ from tasks.sources.read import extract_dataset
 from tasks.validate import CAST, ValidatedDataset
 from tests.conftest import DEMO_END
 
-CFG = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path("."))
+CFG = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path())
 RUN_TIME = datetime(2026, 4, 1, 12)
 
 

@@ -352,7 +352,7 @@ def test_duckdb_store_reads_in_one_thread_while_another_writes(tmp_path: Path) -
 
 
 def test_history_context_of_a_run() -> None:
-    cfg = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path("."))
+    cfg = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path())
 
     class Fake:
         def dates(self) -> list[date]:
@@ -413,7 +413,7 @@ def test_portfolio_trend_counts_segments_per_date() -> None:
 def test_open_history_rejects_unknown_urls_and_masks_passwords() -> None:
     cfg = parse_config(
         {"sources": {"accounts": {"uri": "a.csv"}}, "output": {"history": "mysql://x/y"}},
-        Path("."),
+        Path(),
     )
     with pytest.raises(ConfigError, match="not supported"):
         open_history(cfg)
@@ -432,7 +432,7 @@ def test_open_history_expands_environment_references(
             "sources": {"accounts": {"uri": "a.csv"}},
             "output": {"history": "postgresql://postgres@127.0.0.1:5432/${CHS_TEST_HISTORY_DB}"},
         },
-        Path("."),
+        Path(),
     )
     store = open_history(cfg)
     assert isinstance(store, PostgresHistory)

@@ -59,7 +59,7 @@ def write_sent_log(outbox: Path, log: dict[str, Any]) -> None:
         json.dump(log, f, indent=1)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, outbox / SENT_LOG)
+    tmp.replace(outbox / SENT_LOG)
 
 
 def pending(outbox: Path) -> list[Path]:
