@@ -215,6 +215,7 @@ def agreement(ours: pl.DataFrame, ref: pl.DataFrame, tol: float = 1e-6) -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one measurement and write its JSON result; return the exit status."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("mode", choices=("chain", "reference", "agreement"))
     ap.add_argument("--data", type=Path, required=True, help="the cached data folder")

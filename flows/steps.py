@@ -1,5 +1,7 @@
-"""The steps both flows share, as Prefect tasks: extract, validate, features, score, recommend,
-KPIs, write the files, render the report, compose the e-mails, store, deliver.
+"""The steps both flows share, as Prefect tasks, from extract to deliver.
+
+In order: extract, validate, features, score, recommend, KPIs, write the files, render the
+report, compose the e-mails, store, deliver.
 
 Each task only does I/O, retries and logging around the plain functions of ``tasks/``; the
 weekly and the backfill flow are short lists of these steps.
@@ -316,8 +318,11 @@ def prepare_date(
     batch: str | None = None,
     emails: bool = True,
 ) -> Published:
-    """Score, recommend, compute KPIs, write the files, render the report and compose the
-    e-mails of one date into a staging folder (not stored yet)."""
+    """Compute one date's outputs into a staging folder, without storing them yet.
+
+    That is: score, recommend, compute KPIs, write the files, render the report and compose the
+    e-mails.
+    """
     sender = mail_sender()
     scored = score(cfg, features, day, history.prev_1w, history.prev_4w)
     actions = recommend_actions(cfg, scored, day)

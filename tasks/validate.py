@@ -78,6 +78,7 @@ class ValidatedDataset:
     engine: str = "great_expectations"
 
     def summary(self) -> dict[str, Any]:
+        """Return the dataset's row counts, failed expectations and validation engine."""
         return {
             "rows_read": self.accepted.height + self.quarantined.height,
             "rows_accepted": self.accepted.height,

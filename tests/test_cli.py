@@ -80,8 +80,11 @@ def test_run_stops_before_writing_when_a_source_is_missing(demo: Path) -> None:
 
 @pytest.mark.slow
 def test_run_as_a_process_starts_its_own_api_first_and_stops_it(demo: Path) -> None:
-    """Without PREFECT_API_URL, `chs run` starts the temporary API itself before importing the
-    flows (so Prefect never starts its own), runs against it and leaves no server behind."""
+    """Without PREFECT_API_URL, `chs run` starts the temporary API itself, then the flows.
+
+    It does so before importing the flows (so Prefect never starts its own), runs against it
+    and leaves no server behind.
+    """
     p = _chs("run", "--config", str(demo / "chs.toml"), "--as-of", DEMO_END.isoformat())
     assert p.returncode == 0, p.stderr
     logs = p.stdout + p.stderr

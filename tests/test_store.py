@@ -284,8 +284,11 @@ def test_pass_history_keeps_only_the_scores_later_dates_read(store: HistoryStore
 
 
 def test_pass_history_reads_kpis_and_trend_of_its_span_once(store: HistoryStore) -> None:
-    """With its span, the view reads stored KPIs and trend up front (a backfill stores a date in
-    the background while the next reads); what it returns equals reading the store each time."""
+    """With its span, the view reads stored KPIs and trend up front, with the same results.
+
+    A backfill stores a date in the background while the next reads; what the view returns
+    equals reading the store each time.
+    """
     for i in range(4):
         store.write_snapshot(snapshot(D1 + timedelta(weeks=i), f"stored{i}"))
     calls: list[str] = []
@@ -319,8 +322,10 @@ def test_pass_history_reads_kpis_and_trend_of_its_span_once(store: HistoryStore)
 
 
 def test_duckdb_store_reads_in_one_thread_while_another_writes(tmp_path: Path) -> None:
-    """A backfill stores date N on a task thread while date N+1 reads: each thread reads on its
-    own cursor and sees whole dates only."""
+    """Each thread reads on its own cursor and sees whole dates only.
+
+    A backfill stores date N on a task thread while date N+1 reads.
+    """
     store = DuckDBHistory(tmp_path / "h.duckdb")
     days = [D1 + timedelta(weeks=i) for i in range(12)]
     seen: list[int] = []

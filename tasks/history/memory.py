@@ -21,8 +21,10 @@ from tasks.kpis import Kpis
 
 
 class PassHistory:
-    """History as a backfill sees it: the store, with the dates of this pass replaced as they
-    are computed, so each date reads exactly what a run of it after the previous ones would.
+    """History as a backfill sees it: the store, with the dates of this pass replaced.
+
+    The dates are replaced as they are computed, so each date reads exactly what a run of it
+    after the previous ones would.
 
     Given the pass's ``span`` (first and last date), it reads the stored KPIs and portfolio
     trend the pass can need once, up front, so while the pass stores a date in the background

@@ -178,6 +178,7 @@ def portfolio_trend(scores: pl.DataFrame) -> pl.DataFrame:
 
 
 def trend_window(as_of: date, weeks: int) -> tuple[date, date]:
+    """Return the first and last date of the ``weeks``-week trend ending on ``as_of``."""
     return as_of - timedelta(days=7 * weeks), as_of
 
 
@@ -195,21 +196,41 @@ def conform(df: pl.DataFrame, table: str) -> pl.DataFrame:
 class HistoryReader(Protocol):
     """What a run reads from history."""
 
-    def dates(self) -> list[date]: ...
-    def scores_at(self, as_of: date) -> pl.DataFrame: ...
-    def scores_near(self, target: date, tolerance_days: int) -> pl.DataFrame | None: ...
-    def kpis_between(self, start: date, end: date) -> list[Kpis]: ...
-    def trend(self, as_of: date, weeks: int = TREND_WEEKS) -> pl.DataFrame: ...
+    def dates(self) -> list[date]:
+        """Return every as-of date in history, oldest first."""
+
+    def scores_at(self, as_of: date) -> pl.DataFrame:
+        """Return one date's stored scores with each measure's ``c_<measure>`` contribution."""
+
+    def scores_near(self, target: date, tolerance_days: int) -> pl.DataFrame | None:
+        """Return the scores of the date nearest ``target`` (None when there is none)."""
+
+    def kpis_between(self, start: date, end: date) -> list[Kpis]:
+        """Return the KPIs of every date in [start, end], oldest first."""
+
+    def trend(self, as_of: date, weeks: int = TREND_WEEKS) -> pl.DataFrame:
+        """Return the portfolio trend of ``weeks`` weeks up to ``as_of``."""
 
 
 class HistoryStore(HistoryReader, Protocol):
     """What the pipeline needs of a history store."""
 
-    def write_snapshot(self, snapshot: Snapshot) -> None: ...
+    def write_snapshot(self, snapshot: Snapshot) -> None:
+        """Replace everything stored for the snapshot's date in one transaction."""
+
     def account_series(
         self, as_of: date, weeks: int = TREND_WEEKS, accounts: Sequence[str] | None = None
-    ) -> pl.DataFrame: ...
-    def scores_between(self, start: date, end: date) -> pl.DataFrame: ...
-    def measures_between(self, start: date, end: date) -> pl.DataFrame: ...
-    def runs(self) -> pl.DataFrame: ...
-    def close(self) -> None: ...
+    ) -> pl.DataFrame:
+        """Return each account's score and segment per date of ``weeks`` weeks up to ``as_of``."""
+
+    def scores_between(self, start: date, end: date) -> pl.DataFrame:
+        """Return the score rows of every date in [start, end]."""
+
+    def measures_between(self, start: date, end: date) -> pl.DataFrame:
+        """Return the measure rows (value, points, contribution) of every date in [start, end]."""
+
+    def runs(self) -> pl.DataFrame:
+        """Return the run metadata of every stored date."""
+
+    def close(self) -> None:
+        """Release the store's connections."""

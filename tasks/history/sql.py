@@ -46,7 +46,8 @@ class SqlHistory(ABC):
     def _transaction(self, as_of: date) -> AbstractContextManager[None]: ...
 
     @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the store's connections."""
 
     def write_snapshot(self, snapshot: Snapshot) -> None:
         """Replace everything stored for the snapshot's date in one locked transaction."""

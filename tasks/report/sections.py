@@ -45,6 +45,7 @@ _ACCOUNT_COLUMNS = (
 
 
 def trend_rows_of(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Return one row per past week of KPIs, newest first."""
     rows = []
     for k in reversed(history):
         seg = k.get("accounts_by_segment") or {}
@@ -133,6 +134,7 @@ def latest_comments(surveys: pl.DataFrame | None, as_of: date, days: int) -> pl.
 def account_rows(
     df: pl.DataFrame, actions: pl.DataFrame, comments: pl.DataFrame | None = None
 ) -> list[dict[str, Any]]:
+    """Return the report rows of listed accounts with their actions, renewal and comment."""
     # the listed accounts only: grouping every action (100k at scale) cost 0.1 s per list
     listed = actions.join(df.select("account_id"), on="account_id", how="semi")
     acts = listed.group_by("account_id", maintain_order=True).agg(
@@ -159,6 +161,7 @@ def _optional(scores: pl.DataFrame, column: str) -> pl.Expr:
 
 
 def account_lists(scores: pl.DataFrame, cfg: Config) -> dict[str, pl.DataFrame]:
+    """Return the report's account lists: at risk, drops, expansion, advocates, unscored."""
     n = cfg.report.top_n
     view = scores.select([c for c in _ACCOUNT_COLUMNS if c in scores.columns])
     healthy = pl.col("segment") == "healthy"
@@ -202,6 +205,7 @@ def p_alive_drops(scores: pl.DataFrame, n: int) -> list[dict[str, Any]] | None:
 
 
 def segment_rows(kpis: Kpis, prev: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return one row per segment: accounts, ARR, their shares and the change in count."""
     counts, arr = kpis["accounts_by_segment"], kpis["arr_by_segment"]
     before = prev.get("accounts_by_segment") or {}
     n_total, arr_total = sum(counts.values()) or 1, sum(arr.values()) or 1.0
@@ -228,6 +232,7 @@ def summary_lines(
     validation: dict[str, Any],
     cfg: Config,
 ) -> list[dict[str, str]]:
+    """Return the 'at a glance' lines of the report, each with its tone."""
     at_risk, arr = lists["at_risk"], kpis["arr_by_segment"]
     share = 100 * arr.get("at_risk", 0.0) / (sum(arr.values()) or 1.0)
     out = [
@@ -273,6 +278,7 @@ def summary_lines(
 
 
 def validation_rows(validation: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return one row per dataset: rows read and quarantined, and the failed checks."""
     rows = []
     for name, v in validation["datasets"].items():
         read = v["rows_read"]
@@ -291,6 +297,7 @@ def validation_rows(validation: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def headline_cards(kpis: Kpis, prev: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the KPI cards with their change since last week."""
     ces_better = "lower" if kpis.get("ces_direction") == "lower_is_easier" else "higher"
     ces_note = "lower is easier" if ces_better == "lower" else "higher is easier"
     return [
@@ -392,6 +399,7 @@ def _kpi(
 
 
 def method_view(cfg: Config) -> dict[str, Any]:
+    """Return the weights, measures and thresholds the report's method section lists."""
     dims = cfg.scoring.dimensions
     total = sum(dims.values()) or 1.0
     return {

@@ -89,6 +89,7 @@ def _duckdb_kind(type_name: str) -> str:
 
 
 def read_duckdb(path: Path, base: str, plan: ReadPlan) -> pl.DataFrame:
+    """Read what the plan asks for from a DuckDB file, read-only."""
     if not path.exists():
         raise FileNotFoundError(path)
     con = duckdb.connect(str(path), read_only=True)
@@ -103,6 +104,7 @@ def read_duckdb(path: Path, base: str, plan: ReadPlan) -> pl.DataFrame:
 
 
 def read_sqlite(path: Path, base: str, plan: ReadPlan) -> pl.DataFrame:
+    """Read what the plan asks for from a SQLite file, read-only."""
     if not path.exists():
         raise FileNotFoundError(path)
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -126,6 +128,7 @@ def _pg_kind(type_code: int) -> str:
 
 
 def read_postgres(uri: str, password: str | None, base: str, plan: ReadPlan) -> pl.DataFrame:
+    """Read what the plan asks for from PostgreSQL in a read-only session."""
     # The password goes to the driver as a keyword (None: none), never into a shown string.
     with psycopg.connect(uri, connect_timeout=10, application_name="chs", password=password) as con:
         con.read_only = True  # a query from the config can never change the source

@@ -69,6 +69,7 @@ def resolve_uri(uri: str) -> str:
 
 
 def source_secrets(name: str, src: SourceConfig, uri: str) -> _Secrets:
+    """Return the source's password and every secret value to hide from messages."""
     password = resolve_password(name, src)
     values = [os.environ.get(m.group(1), "") for m in _ENV_REF.finditer(src.uri)]
     if uri.startswith(("postgresql://", "postgres://")):
