@@ -264,7 +264,9 @@ def polars_unexpected(entry: dict[str, Any], schema: pl.Schema) -> pl.Expr | Non
     if t == "expect_column_values_to_be_unique":
         return c.is_not_null() & c.is_duplicated()
     if t == "expect_column_values_to_be_in_set":
-        return c.is_not_null() & ~c.is_in(pl.Series(kw["value_set"], dtype=schema[kw["column"]]))
+        return c.is_not_null() & ~c.is_in(
+            pl.Series(kw["value_set"], dtype=schema[kw["column"]]).implode()
+        )
     if t == "expect_column_values_to_be_between":
         dtype = schema[kw["column"]]
         bad = pl.lit(False)

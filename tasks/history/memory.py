@@ -101,6 +101,8 @@ class PassHistory:
             stored = self._stored_trend.filter(pl.col("as_of").is_between(start, end))
         else:
             stored = self.store.trend(as_of, weeks)
-        stored = stored.filter(~pl.col("as_of").is_in(pl.Series(list(self._trend), dtype=pl.Date)))
+        stored = stored.filter(
+            ~pl.col("as_of").is_in(pl.Series(list(self._trend), dtype=pl.Date).implode())
+        )
         ours = [t for d, t in self._trend.items() if start <= d <= end]
         return pl.concat([stored, *ours]).sort("as_of")

@@ -138,7 +138,7 @@ class SqlHistory(ABC):
         )
         if accounts is not None:
             rows = rows.filter(
-                pl.col("account_id").is_in(pl.Series(list(accounts), dtype=pl.String))
+                pl.col("account_id").is_in(pl.Series(list(accounts), dtype=pl.String).implode())
             )
         return rows.sort("account_id", "as_of")
 
