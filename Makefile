@@ -31,10 +31,15 @@ $(CHROMIUM):
 	  || echo "make: could not install chromium; the browser test will skip"; \
 	else echo "make: $(CHROMIUM) is missing (install chromium as root); the browser test will skip"; fi
 
+# ruff checks the code, codespell the code and the docs; mypy reads its files from pyproject.
+# .pre-commit-config.yaml runs the same checks on each commit (after `pre-commit install`).
+CODE  := flows tasks tests benchmarks demodata
+PROSE := README.md BENCHMARKS.md docs $(CODE) reports expectations
 lint: $(STAMP)
-	$(BIN)/ruff check flows tasks tests benchmarks
-	$(BIN)/ruff format --check flows tasks tests benchmarks
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 	$(BIN)/mypy
+	$(BIN)/codespell $(PROSE)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
