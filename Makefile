@@ -8,7 +8,7 @@ CHROMIUM := /usr/bin/chromium
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: run test lint bench lock clean
+.PHONY: run test test-fast lint bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ run: $(STAMP)
 
 test: $(STAMP) | $(CHROMIUM)
 	$(BIN)/python -m pytest
+
+# Everything but the tests marked slow: flow runs, `chs` processes, Prefect servers, Chromium.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # tests/test_report_browser.py opens the report in headless Chromium: install Debian's package
 # when it is missing and we may (root with apt-get); otherwise that one test skips and says why.

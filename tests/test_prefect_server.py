@@ -62,6 +62,8 @@ async def _run_and_inspect(as_of: str) -> tuple[str, list[str], str | None]:
 
 
 @pytest.mark.slow
+# its own waits add up to 390 s (server 90, deployments 60, the run 240): more than the 300 s
+@pytest.mark.timeout(600)
 def test_serve_and_trigger_a_weekly_run(prefect_server: dict[str, str], demo: Path) -> None:
     serve = subprocess.Popen(
         [str(BIN / "chs"), "serve", "--config", str(demo / "chs.toml")],

@@ -217,6 +217,7 @@ def _write_in_process(path: str, marker: str, accounts: int, hold: float) -> Non
     store.close()
 
 
+@pytest.mark.slow
 def test_duckdb_writers_in_two_processes_wait_for_each_other(tmp_path: Path) -> None:
     path = str(tmp_path / "history.duckdb")
     ctx = multiprocessing.get_context("spawn")
@@ -237,6 +238,7 @@ def test_duckdb_writers_in_two_processes_wait_for_each_other(tmp_path: Path) -> 
     assert scores.height == 4
 
 
+@pytest.mark.slow
 def test_a_locked_duckdb_file_fails_with_one_sentence_after_the_timeout(tmp_path: Path) -> None:
     path = tmp_path / "history.duckdb"
     ctx = multiprocessing.get_context("spawn")
