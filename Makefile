@@ -16,7 +16,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: run test lint bench lock clean
+.PHONY: run test test-fast lint bench lock clean
 
 $(UV):
 	$(PYTHON) -m pip install --quiet --target .uv "uv==$(UV_VERSION)"
@@ -32,6 +32,10 @@ run: $(STAMP)
 test: $(STAMP) | $(CHROMIUM)
 	$(BIN)/python -m pytest
 
+# Everything but the tests marked slow: flow runs, `chs` processes, Prefect servers, Chromium.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
 # tests/tasks/report/test_report_browser.py opens the report in headless Chromium: install Debian's package
 # when it is missing and we may (root with apt-get); otherwise that one test skips and says why.
 $(CHROMIUM):
@@ -40,10 +44,15 @@ $(CHROMIUM):
 	  || echo "make: could not install chromium; the browser test will skip"; \
 	else echo "make: $(CHROMIUM) is missing (install chromium as root); the browser test will skip"; fi
 
+# ruff checks the code, codespell the code and the docs; mypy reads its files from pyproject.
+# .pre-commit-config.yaml runs the same checks on each commit (after `pre-commit install`).
+CODE  := flows tasks tests benchmarks demodata
+PROSE := README.md BENCHMARKS.md docs $(CODE) reports expectations
 lint: $(STAMP)
-	$(BIN)/ruff check flows tasks tests benchmarks
-	$(BIN)/ruff format --check flows tasks tests benchmarks
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 	$(BIN)/mypy
+	$(BIN)/codespell $(PROSE)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -77,6 +77,7 @@ def measure(config: Path, as_of: date) -> dict[str, Any]:
 
 
 def main() -> None:
+    """Measure the runs the command line asks for and print them as JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, required=True)
     ap.add_argument("--as-of", type=date.fromisoformat, required=True)

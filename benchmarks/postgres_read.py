@@ -43,6 +43,7 @@ def _load(url: str) -> None:
 
 
 def row_tuples(url: str) -> pl.DataFrame:
+    """Read the query as Python row tuples through psycopg."""
     with psycopg.connect(url) as con, con.cursor() as cur:
         cur.execute(QUERY)
         names = [d.name for d in cur.description or []]
@@ -51,10 +52,12 @@ def row_tuples(url: str) -> pl.DataFrame:
 
 
 def adbc(url: str) -> pl.DataFrame:
+    """Read the query through the pipeline's ADBC reader."""
     return read_postgres(url, None, QUERY, ReadPlan())
 
 
 def copy_csv(url: str) -> pl.DataFrame:
+    """Read the query as CSV through COPY."""
     buf = io.BytesIO()
     sql = f"copy ({QUERY}) to stdout with (format csv, header)"
     with psycopg.connect(url) as con, con.cursor() as cur, cur.copy(sql) as copy:
@@ -74,6 +77,7 @@ def _median(read: Callable[[str], pl.DataFrame], url: str) -> float:
 
 
 def main() -> None:
+    """Time each reader on 1M rows and print the medians."""
     url = sys.argv[1] if len(sys.argv) > 1 else "postgresql://postgres@127.0.0.1:5432/test"
     _load(url)
     try:

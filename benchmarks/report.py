@@ -60,6 +60,7 @@ def merge_rows(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dic
 
 
 def sort_rows(rows: list[dict[str, Any]], tasks: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Order result rows: scale S first, then by scale, then in pipeline task order."""
     order = {t: i for i, t in enumerate(tasks)}
     return sorted(rows, key=lambda r: (r["scale"] != "S", r["scale"], order.get(r["task"], 99)))
 

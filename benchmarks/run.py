@@ -55,6 +55,7 @@ class Measured:
 
 
 def log(msg: str) -> None:
+    """Print a progress line with the time of day."""
     print(f"{datetime.now():%H:%M:%S} {msg}", flush=True)
 
 
@@ -139,10 +140,12 @@ class Bench:
         self.on_result: Callable[[], object] = lambda: None
 
     def add(self, scale: str, task: str, m: Measured) -> None:
+        """Record one measured run and save the results so far."""
         self.runs.setdefault((scale, task), []).append(m)
         self.on_result()
 
     def fail(self, scale: str, task: str, msg: str) -> None:
+        """Record and log a run that failed."""
         self.failures.append(f"{scale} {task}: {msg}")
         log(f"FAILED {scale} {task}: {msg}")
 
@@ -341,6 +344,7 @@ class Bench:
             self.profile(name, data)
 
     def rows(self) -> list[dict[str, Any]]:
+        """Return one result row per scale and task, summarising its runs."""
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         out = []
         for (scale, task), ms in self.runs.items():
@@ -376,6 +380,7 @@ def _code_version() -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line of ``benchmarks/run.py``."""
     ap = argparse.ArgumentParser(description="Benchmark the pipeline (see BENCHMARKS.md).")
     ap.add_argument("--scales", default="S,L", help="comma-separated: S (10k), L (100k)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per task (default 3)")
@@ -438,6 +443,7 @@ def save(bench: Bench, baseline: list[dict[str, Any]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks the command line asks for; return the exit status."""
     args = parse_args(argv)
     bench = Bench(args)
     baseline = report.load(report.RESULTS, [])

@@ -56,7 +56,7 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
+    with Path("/proc/self/statm").open() as f:
         return int(f.read().split()[1]) * _PAGE / 2**20
 
 
@@ -215,6 +215,7 @@ def agreement(ours: pl.DataFrame, ref: pl.DataFrame, tol: float = 1e-6) -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one measurement and write its JSON result; return the exit status."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("mode", choices=("chain", "reference", "agreement"))
     ap.add_argument("--data", type=Path, required=True, help="the cached data folder")

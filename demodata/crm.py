@@ -138,7 +138,8 @@ def orders_frame(rng: np.random.Generator, pop: Population, win: Window) -> pl.D
     inv_s = rng.uniform(2 * 3600, 6 * 3600, len(inv_a)).round()  # the nightly billing run
 
     def addon_weight(a: np.ndarray, t: np.ndarray, m: int) -> np.ndarray:
-        return health_at(pop, a, t, m) * (1.0 + 4.0 * (pop.expand[a] > 0))
+        w: np.ndarray = health_at(pop, a, t, m) * (1.0 + 4.0 * (pop.expand[a] > 0))
+        return w
 
     add_a, add_d = sample_points(rng, pop, win, addon_weight, 0.6 * account_years(pop))
     add_amount = pop.arr_base[add_a] / 12.0 * rng.uniform(0.2, 1.0, len(add_a))
@@ -217,7 +218,8 @@ def tickets_frame(rng: np.random.Generator, pop: Population, win: Window) -> pl.
     size = pop.seats.astype(float) ** 0.3
 
     def weight(a: np.ndarray, t: np.ndarray, m: int) -> np.ndarray:
-        return size[a] * (0.4 + 2.0 * (1.0 - health_at(pop, a, t, m)))
+        w: np.ndarray = size[a] * (0.4 + 2.0 * (1.0 - health_at(pop, a, t, m)))
+        return w
 
     a, d = sample_points(rng, pop, win, weight, 5.0 * account_years(pop))
     s = day_clock(rng, len(a), 11.5, 3.0)

@@ -155,7 +155,8 @@ def _account_ids(n: int) -> pl.Series:
 def choice_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     """Draw one category index per row of a (rows, k) probability matrix."""
     u = rng.random(len(probs))[:, None]
-    return np.minimum((u > np.cumsum(probs, axis=1)).sum(axis=1), probs.shape[1] - 1)
+    index: np.ndarray = np.minimum((u > np.cumsum(probs, axis=1)).sum(axis=1), probs.shape[1] - 1)
+    return index
 
 
 def _contract_days(rng: np.random.Generator, n: int, win: Window) -> np.ndarray:
@@ -167,7 +168,8 @@ def _contract_days(rng: np.random.Generator, n: int, win: Window) -> np.ndarray:
     # Avoid 29 February so that anniversaries always exist.
     d = np.datetime64(win.start) + days
     leap = (d.astype("M8[M]").astype(int) % 12 == 1) & ((d - d.astype("M8[M]")).astype(int) == 28)
-    return days - leap.astype(np.int64)
+    starts: np.ndarray = days - leap.astype(np.int64)
+    return starts
 
 
 def _churn(
@@ -196,12 +198,14 @@ def _calibrated_sigmoid(logit: np.ndarray, mask: np.ndarray, target: float) -> n
             lo = mid
         else:
             hi = mid
-    return _sigmoid(lo + logit) * mask
+    p: np.ndarray = _sigmoid(lo + logit) * mask
+    return p
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     """Return the logistic function of ``x``."""
-    return 1.0 / (1.0 + np.exp(-x))
+    y: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+    return y
 
 
 def anniversary_on_or_after(win: Window, cs_day: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -221,7 +225,8 @@ def _add_years(d: np.ndarray, years: np.ndarray) -> np.ndarray:
     y = d.astype("M8[Y]")
     month = d.astype("M8[M]") - y.astype("M8[M]")
     dom = d - d.astype("M8[M]").astype("M8[D]")
-    return ((y + years).astype("M8[M]") + month).astype("M8[D]") + dom
+    shifted: np.ndarray = ((y + years).astype("M8[M]") + month).astype("M8[D]") + dom
+    return shifted
 
 
 def _plant_trajectories(rng: np.random.Generator, pop: Population, win: Window) -> None:
@@ -249,20 +254,25 @@ def _plant_trajectories(rng: np.random.Generator, pop: Population, win: Window) 
 def health_at(pop: Population, a: np.ndarray, t: np.ndarray, m: np.ndarray | int) -> np.ndarray:
     """Return the latent health (0-1) of accounts ``a`` at day offsets ``t``."""
     fade = pop.drop[a] * np.clip((t - pop.drop_start[a]) / pop.drop_len[a], 0.0, 1.0)
-    return np.clip(pop.h0[a] + pop.noise[a, m] - fade + pop.rise[a] * t / pop.days, 0.02, 0.98)
+    health: np.ndarray = np.clip(
+        pop.h0[a] + pop.noise[a, m] - fade + pop.rise[a] * t / pop.days, 0.02, 0.98
+    )
+    return health
 
 
 def intensity(pop: Population, a: np.ndarray, t: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Return relative product usage from health, onboarding ramp-up and expansion."""
     ramp = np.clip(0.3 + 0.7 * (t - pop.cs_day[a]) / 60.0, 0.3, 1.0)
-    return h**1.5 * ramp * (1.0 + pop.expand[a] * t / pop.days)
+    usage: np.ndarray = h**1.5 * ramp * (1.0 + pop.expand[a] * t / pop.days)
+    return usage
 
 
 def billing_factor(pop: Population, a: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Return the ARR multiplier at day ``t``: quarterly seat add-ons or a seat cut."""
     quarters = np.floor(np.maximum(t, 0) / 91.0) * 91.0 / pop.days
     cut = pop.contract[a] & (t >= pop.drop_start[a] + pop.drop_len[a] / 2)
-    return (1.0 + 0.5 * pop.expand[a] * quarters) * np.where(cut, 0.75, 1.0)
+    factor: np.ndarray = (1.0 + 0.5 * pop.expand[a] * quarters) * np.where(cut, 0.75, 1.0)
+    return factor
 
 
 def month_span(pop: Population, win: Window, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -277,7 +287,8 @@ def place(rng: np.random.Generator, win: Window, lo: np.ndarray, hi: np.ndarray)
     """Draw one weekday-weighted day in [lo, hi) per row."""
     v = win.cum_dw[lo] + rng.random(len(lo)) * (win.cum_dw[hi] - win.cum_dw[lo])
     day = np.searchsorted(win.cum_dw, v, side="right") - 1
-    return np.clip(day, lo, hi - 1)
+    placed: np.ndarray = np.clip(day, lo, hi - 1)
+    return placed
 
 
 def day_clock(rng: np.random.Generator, k: int, centre_h: float, sd_h: float) -> np.ndarray:

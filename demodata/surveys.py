@@ -58,7 +58,8 @@ def surveys_frame(rng: np.random.Generator, pop: Population, win: Window) -> pl.
 
     def weight(a: np.ndarray, t: np.ndarray, m: int) -> np.ndarray:
         boost = np.where(cluster[a] & (t >= recent), 3.0, 1.0)
-        return part[a] * (0.4 + health_at(pop, a, t, m)) * boost
+        w: np.ndarray = part[a] * (0.4 + health_at(pop, a, t, m)) * boost
+        return w
 
     a, d = sample_points(rng, pop, win, weight, 2.0 * account_years(pop))
     s = day_clock(rng, len(a), 14.0, 3.5)

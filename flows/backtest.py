@@ -53,7 +53,8 @@ def evaluate(
     horizon_days: int,
 ) -> dict[str, Any]:
     """Compute AUC, lift, churn by segment, lead times, the learned weights and, at every
-    horizon, the metrics with intervals, the calibration table and the forecast check."""
+    horizon, the metrics with intervals, the calibration table and the forecast check.
+    """
     if scores.is_empty():
         raise ChsError("The history store has no snapshots to back-test; run `chs backfill` first.")
     report = backtest(scores, measures, accounts, cfg, as_of, horizon_days)
@@ -120,7 +121,8 @@ def backtest_flow(
     compare_with: str | None = None,
 ) -> dict[str, Any]:
     """Back-test every stored snapshot against churn within the horizon and learn weights; with
-    ``compare_with``, also score the same history under that config and compare."""
+    ``compare_with``, also score the same history under that config and compare.
+    """
     cfg = load_config(Path(config_path))
     other = load_config(Path(compare_with)) if compare_with else None
     run_time = utc_now()

@@ -136,7 +136,8 @@ def pass_features(
     plan: PassPlan, validated: dict[str, ValidatedDataset], chunk: list[date]
 ) -> dict[date, pl.DataFrame]:
     """Compute the features of a run of dates: in one pass, or date by date from each date's
-    records when a source is a change log (``latest_by``: its record differs per date)."""
+    records when a source is a change log (``latest_by``: its record differs per date).
+    """
     cfg, params = plan.cfg, plan.params
     if not any(v.superseded is not None for v in validated.values()):
         return by_date(compute_features(cfg, validated, chunk, params), chunk)

@@ -35,7 +35,7 @@ def features_partition(
 def dask_runner(opts: RunOptions) -> Any:
     """Return the Dask task runner: the scheduler at ``dask_address``, or a local cluster."""
     try:
-        from prefect_dask import DaskTaskRunner
+        from prefect_dask.task_runners import DaskTaskRunner
     except ImportError:  # pragma: no cover - a dependency of the package
         raise ConfigError("partitions > 1 needs prefect-dask; reinstall the project.") from None
     if opts.dask_address:

@@ -126,7 +126,7 @@ class TemporaryApi:
 
     @staticmethod
     def needed() -> bool:
-        """True when runs would otherwise start Prefect's temporary server (no API configured)."""
+        """Return True when runs would otherwise start Prefect's temporary server (no API set)."""
         from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE
 
         return not PREFECT_API_URL.value() and bool(PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value())

@@ -1,5 +1,7 @@
-"""The steps both flows share, as Prefect tasks: extract, validate, features, score, recommend,
-KPIs, write the files, render the report, compose the e-mails, store, deliver.
+"""The steps both flows share, as Prefect tasks, from extract to deliver.
+
+In order: extract, validate, features, score, recommend, KPIs, write the files, render the
+report, compose the e-mails, store, deliver.
 
 Each task only does I/O, retries and logging around the plain functions of ``tasks/``; the
 weekly and the backfill flow are short lists of these steps.
@@ -133,7 +135,8 @@ def validate(
     cfg: Config, raw: dict[str, pl.DataFrame], run_time: datetime, as_of: date | None = None
 ) -> dict[str, ValidatedDataset]:
     """Convert amounts to the home currency, validate every dataset with its suite; stop on a
-    dataset-level failure."""
+    dataset-level failure.
+    """
     log = get_run_logger()
     out: dict[str, ValidatedDataset] = {}
     if "fx_rates" in raw:  # first: the other datasets' amounts are converted with its rates
@@ -404,8 +407,11 @@ def prepare_date(
     batch: str | None = None,
     emails: bool = True,
 ) -> Published:
-    """Score, recommend, compute KPIs, write the files, render the report and compose the
-    e-mails of one date into a staging folder (not stored yet)."""
+    """Compute one date's outputs into a staging folder, without storing them yet.
+
+    That is: score, recommend, compute KPIs, write the files, render the report and compose the
+    e-mails.
+    """
     sender = mail_sender()
     scored = score(cfg, features, day, history.prev_1w, history.prev_4w)
     scored, churn = calibrate_churn(scored, validated, history, day)

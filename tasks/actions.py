@@ -65,7 +65,9 @@ class _Blank(string.Formatter):
         if value is None:
             return "n/a"
         try:
-            return super().format_field(value, format_spec)
+            # typeshed types Formatter.format_field as Any; it returns format()'s str.
+            text: str = super().format_field(value, format_spec)
+            return text
         except (ValueError, TypeError):
             return str(value)
 
@@ -110,8 +112,11 @@ def _plain(c: pl.Expr, dtype: pl.DataType) -> _Piece | None:
 
 
 def _digits(v: pl.Expr, precision: int) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """Return |v| rounded half-to-even to ``precision`` decimals, as Python's exact 'f' does:
-    the whole part, the decimals (with their point) and whether the rounding is exact."""
+    """Return |v| rounded half-to-even to ``precision`` decimals, as Python's exact 'f' does.
+
+    The parts are the whole part, the decimals (with their point) and whether the rounding is
+    exact.
+    """
     y = v.abs() * float(10**precision)
     if precision == 0:  # y is v itself: rounding it is exact as long as it fits an Int64
         exact = y < 2.0**63

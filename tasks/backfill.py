@@ -33,6 +33,7 @@ class SpanWindow(Window):
     first: date | None = None
 
     def since(self, days: int) -> datetime:
+        """Return the start of a ``days``-day look-back from ``first`` (else ``as_of``)."""
         start = self.first or self.as_of
         return datetime.combine(start - timedelta(days=days - 1), time.min)
 
@@ -112,9 +113,11 @@ def counted_only(validated: dict[str, ValidatedDataset]) -> dict[str, ValidatedD
 
 
 def hashed_events(validated: dict[str, ValidatedDataset]) -> dict[str, ValidatedDataset]:
-    """Hash the accepted events' user and feature names once for all the passes of a backfill
-    (``tasks.features.hashed_ids``: the features are the same, 19M rows at 100k accounts
-    take less memory, and no pass hashes them again)."""
+    """Hash the accepted events' user and feature names once for all the passes of a backfill.
+
+    See ``tasks.features.hashed_ids``: the features are the same, 19M rows at 100k accounts
+    take less memory, and no pass hashes them again.
+    """
     v = validated.get("usage_events")
     if v is None:
         return validated

@@ -45,7 +45,7 @@ def own_model(scores: pl.DataFrame) -> pl.DataFrame:
 def labelled(
     scores: pl.DataFrame, accounts: pl.DataFrame, horizon_days: int, known_until: date
 ) -> pl.DataFrame:
-    """Label each snapshot row with ``churned``: did the account churn within the horizon?"""
+    """Label each snapshot row with ``churned``: whether the account churned in the horizon."""
     horizon = timedelta(days=horizon_days)
     return (
         own_model(scores)
@@ -139,8 +139,11 @@ def lead_times(
 def time_split(
     dates: list[date], horizon_days: int, test_share: float = TEST_SHARE
 ) -> tuple[list[date], list[date]]:
-    """Split snapshot dates in time: the latest ``test_share`` tests; training dates end one
-    horizon before the test starts, so no training label looks into the test period."""
+    """Split snapshot dates in time: the latest ``test_share`` of them are the test dates.
+
+    Training dates end one horizon before the test starts, so no training label looks into the
+    test period.
+    """
     k = max(1, round(len(dates) * test_share))
     test = dates[len(dates) - k :]
     if not test:

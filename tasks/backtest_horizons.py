@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 from sklearn.metrics import (
     brier_score_loss,
@@ -38,7 +39,8 @@ METRICS = ("auc", "brier", "log_loss", "lift_top_decile", "precision_at_risk", "
 
 def with_point_in_time_p(rows: pl.DataFrame, horizon_days: int) -> pl.DataFrame:
     """Add ``p``: each snapshot's probability from a calibration on the snapshots before it whose
-    outcome was known then (``as_of + horizon <= S``); null where too few churn events."""
+    outcome was known then (``as_of + horizon <= S``); null where too few churn events.
+    """
     scored = rows.filter(pl.col("score").is_not_null()).sort("as_of", "account_id")
     parts = []
     for (day,), part in sorted(scored.partition_by("as_of", as_dict=True).items()):
@@ -110,7 +112,7 @@ def _top(group: np.ndarray, order: np.ndarray, w: np.ndarray, limit: np.ndarray)
     starts = np.r_[0, cum][np.searchsorted(go, go, side="left")]
     before = cum - wo - starts
     taken = np.clip(limit[go] - before, 0, wo)
-    out = np.empty_like(taken)
+    out: npt.NDArray[Any] = np.empty_like(taken)
     out[order] = taken
     return out
 
@@ -160,7 +162,8 @@ def bootstrap(
     seed: int = SEED,
 ) -> tuple[dict[str, float], dict[str, list[float]]]:
     """Return ``stat`` on the data and on ``n_boot`` account resamples (paired across ``arrays``,
-    which must share their accounts' codes)."""
+    which must share their accounts' codes).
+    """
     point = stat([_metrics(a, np.ones(len(a.y))) for a in arrays])
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {k: [] for k in point}
@@ -209,7 +212,7 @@ def calibration_table(rows: pl.DataFrame, bins: int = CALIBRATION_BINS) -> list[
 
 
 def calibration_error(table: list[dict[str, Any]]) -> float | None:
-    """Expected calibration error: the n-weighted mean gap between prediction and outcome."""
+    """Return the expected calibration error: the n-weighted mean gap of prediction and outcome."""
     n = sum(b["n"] for b in table)
     if not n:
         return None
@@ -222,7 +225,8 @@ def forecast_check(
 ) -> dict[str, Any]:
     """Forecast the renewing ARR at each earlier snapshot as a run of it would (probabilities
     calibrated on earlier due renewals), and count how often the 80% interval held what
-    happened: the ARR of the due accounts that did not churn within the window."""
+    happened: the ARR of the due accounts that did not churn within the window.
+    """
     if "arr" not in scores.columns or "renewal_date" not in accounts.columns:
         return {"n_dates": 0, "coverage80": None, "by_snapshot": []}
     due = due_rows(rows.drop("p"), accounts, horizon_days)

@@ -139,7 +139,7 @@ class ChurnForecast:
     probabilities: dict[int, pl.Series]  # per scored row, were it due; unscored: the base rate
 
     def summary(self) -> dict[str, Any]:
-        """The calibrations (kpis.json's ``churn_calibration``)."""
+        """Return the calibrations as kpis.json's ``churn_calibration`` shows them."""
         due = {str(h): c.summary() for h, c in self.renewal.items()}
         return self.main.summary() | {"renewals_due": due}
 
@@ -152,7 +152,8 @@ def forecast_churn(
     horizons: tuple[int, ...] = (HORIZON_DAYS, 180),
 ) -> tuple[pl.DataFrame, ChurnForecast]:
     """Calibrate on the stored history: ``p_churn_90d`` for the scores, and per forecast window
-    the churn probability of an account whose renewal falls due within it."""
+    the churn probability of an account whose renewal falls due within it.
+    """
     history = risk if risk is not None else pl.DataFrame()
     main = calibrate(history, accounts, as_of, HORIZON_DAYS)
     cals = {

@@ -108,12 +108,16 @@ class SourceConfig(_Strict):
 
 
 class OutputConfig(_Strict):
+    """The ``[output]`` table: where files and history go, and the extraction cache."""
+
     dir: str = "out"
     history: str = "duckdb:///out/history.duckdb"
     cache: bool = True  # keep each extraction in <dir>/.cache while its source is unchanged
 
 
 class ReportConfig(_Strict):
+    """The ``[report]`` table: who receives the report and how it is titled."""
+
     recipients: list[str] = Field(default_factory=list)
     csm_digests: bool = True
     title: str = "Customer health"
@@ -122,6 +126,8 @@ class ReportConfig(_Strict):
 
 
 class ValidationConfig(_Strict):
+    """The ``[validation]`` table: when bad rows stop a run, and which engine checks."""
+
     max_invalid_share: float = Field(0.2, ge=0, le=1)  # above this share a dataset stops the run
     # Datasets larger than this run their suite as Polars checks: GX costs ~2 s per million rows
     # here, its Polars translation 0.24 s, and a test keeps the two in agreement.
@@ -129,6 +135,8 @@ class ValidationConfig(_Strict):
 
 
 class WindowsConfig(_Strict):
+    """The ``[windows]`` table: the look-back of each family of features, in days."""
+
     usage_days: int = Field(30, gt=0)
     support_days: int = Field(90, gt=0)
     survey_days: int = Field(180, gt=0)
@@ -138,6 +146,8 @@ class WindowsConfig(_Strict):
 
 
 class SurveyScale(_Strict):
+    """The answer scale of one survey type and which end of it is good."""
+
     min: float
     max: float
     higher_is_better: bool = True
@@ -186,10 +196,13 @@ class MeasureConfig(_Strict):
 
     @property
     def source(self) -> str:
+        """The feature column the measure reads (its own name unless ``feature`` says)."""
         return self.feature or self.name
 
 
 class SegmentsConfig(_Strict):
+    """The score thresholds of the healthy and at-risk segments."""
+
     healthy: float = 70.0  # score >= healthy is healthy
     at_risk: float = 40.0  # score < at_risk is at risk
 
@@ -222,13 +235,18 @@ class TierModel(_Strict):
 
 
 class OverridesConfig(_Strict):
-    """Where CSMs' manual overrides live: a CSV file with account_id, score and/or segment,
-    reason, expires (ISO date) and optionally author."""
+    """Where CSMs' manual overrides live.
+
+    A CSV file with account_id, score and/or segment, reason, expires (ISO date) and optionally
+    author.
+    """
 
     uri: str
 
 
 class ScoringConfig(_Strict):
+    """The ``[scoring]`` table: dimension weights, measures, segments and alerts."""
+
     dimensions: dict[str, float] = Field(
         default_factory=lambda: {
             "usage": 0.25,
@@ -323,6 +341,8 @@ class AlertsConfig(_Strict):
 
 
 class KpiConfig(_Strict):
+    """The ``[kpis]`` table: gross margin and how customer lifetime value is computed."""
+
     gross_margin: float = Field(0.8, gt=0, le=1)
     # subscription: CLV = ARPA x margin / churn. bgnbd: for repeat-purchase (non-contractual)
     # businesses, BG/NBD + Gamma-Gamma per account, which also adds P(alive) and expected
@@ -367,7 +387,7 @@ class Config(_Strict):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     currency: CurrencyConfig = Field(default_factory=CurrencyConfig)
     rollup: RollupConfig = Field(default_factory=RollupConfig)
-    base_dir: Path = Path(".")  # the folder of the config file; set by load_config
+    base_dir: Path = Path()  # the folder of the config file; set by load_config
 
     @field_validator("sources")
     @classmethod
@@ -396,6 +416,7 @@ class Config(_Strict):
 
     @property
     def out_dir(self) -> Path:
+        """The output folder, resolved against the config file's folder."""
         return self.path(self.output.dir)
 
     def fingerprint(self) -> str:

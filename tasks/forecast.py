@@ -90,7 +90,8 @@ def renewal_forecast(
     scored: pl.DataFrame, probabilities: dict[int, pl.Series], as_of: date
 ) -> dict[str, dict[str, Any]]:
     """Return ``renewal_forecast`` for kpis.json: per window of days, the renewals due and the
-    ARR expected to renew. ``probabilities`` holds each window's churn probability per row."""
+    ARR expected to renew. ``probabilities`` holds each window's churn probability per row.
+    """
     if "renewal_date" not in scored.columns or "arr" not in scored.columns:
         return {}
     arr_total = float(scored["arr"].cast(pl.Float64).fill_null(0.0).sum())

@@ -106,6 +106,7 @@ def holdout_share(cfg: Config, action: str) -> float:
 
 
 def empty_state() -> pl.DataFrame:
+    """Return an empty frame of action states."""
     return pl.DataFrame(schema=STATE_SCHEMA)
 
 
@@ -143,7 +144,8 @@ def apply_updates(
     state: pl.DataFrame, updates: pl.DataFrame | None, known_ids: Iterable[str], as_of: date
 ) -> UpdateResult:
     """Apply people's status updates, oldest first; an update older than the action's last
-    status change was applied before (or superseded) and changes nothing."""
+    status change was applied before (or superseded) and changes nothing.
+    """
     if updates is None or updates.is_empty():
         none = pl.DataFrame(schema={**dict(ACTION_UPDATES.schema.items()), "reason": pl.String()})
         return UpdateResult(state, [], none, 0)
@@ -267,7 +269,8 @@ def _new_rows(fresh: pl.DataFrame, cfg: Config, as_of: date) -> pl.DataFrame:
 
 def _rank(candidates: pl.DataFrame, cap: int) -> pl.DataFrame:
     """Mark the first ``cap`` candidates of each owner as opened: deferred ones from earlier
-    runs first, then by priority, then by ARR at risk (0: no limit)."""
+    runs first, then by priority, then by ARR at risk (0: no limit).
+    """
     order = pl.col("priority").replace_strict(PRIORITY_ORDER, default=9, return_dtype=pl.Int8)
     ranked = candidates.with_columns(
         (pl.col("status") != "deferred").fill_null(True).alias("_fresh"), order.alias("_prio")
@@ -301,7 +304,7 @@ def _events_of(
         pl.lit(None, pl.String).alias("author"),
         pl.lit(note, pl.String).alias("note"),
         pl.lit(source).alias("source"),
-    ).cast(dict(EVENT_SCHEMA.items()))  # type: ignore[arg-type]
+    ).cast(dict(EVENT_SCHEMA.items()))
 
 
 def advance(

@@ -82,8 +82,10 @@ def stage_outputs(
     kpis: Kpis,
     validated: dict[str, ValidatedDataset],
 ) -> Path:
-    """Write the date's data files into a fresh staging folder and return it (the report and
-    the outbox are added to it by their own steps)."""
+    """Write the date's data files into a fresh staging folder and return it.
+
+    The report and the outbox are added to it by their own steps.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = out_dir / f".{as_of.isoformat()}.staging-{uuid.uuid4().hex[:8]}"
     stage.mkdir()

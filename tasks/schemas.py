@@ -32,6 +32,7 @@ class Dataset:
 
     @property
     def optional(self) -> tuple[str, ...]:
+        """The dataset's columns that are not required."""
         return tuple(c for c in self.schema.names() if c not in self.required)
 
 

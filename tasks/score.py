@@ -10,9 +10,8 @@ a week's change splits exactly into per-measure parts.
 
 from __future__ import annotations
 
-from typing import Any
-
 import polars as pl
+from polars.expr.whenthen import ChainedThen, Then
 
 from tasks.config import Config, MeasureConfig
 from tasks.errors import ConfigError
@@ -23,7 +22,7 @@ BAND_POINTS = (0.0, 40.0, 70.0, 100.0)
 
 
 def _piecewise(x: pl.Expr, breaks: list[float], points: tuple[float, ...]) -> pl.Expr:
-    expr: Any = pl.when(x <= breaks[0]).then(pl.lit(points[0]))  # Then, then ChainedThen
+    expr: Then | ChainedThen = pl.when(x <= breaks[0]).then(pl.lit(points[0]))
     for i in range(1, len(breaks)):
         b0, b1, p0, p1 = breaks[i - 1], breaks[i], points[i - 1], points[i]
         expr = expr.when(x <= b1).then(p0 + (x - b0) / (b1 - b0) * (p1 - p0))
@@ -89,16 +88,19 @@ def _weights(cfg: Config) -> dict[str, dict[str, float]]:
     return by_dim
 
 
+def _has(name: str) -> pl.Expr:
+    return pl.col(f"m_{name}").is_not_null()
+
+
 def effective_weights(df: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     """Add dimension scores, ``e_<measure>`` effective weights, coverage and the raw score."""
     dims = cfg.scoring.dimensions
     by_dim = {d: ms for d, ms in _weights(cfg).items() if ms and dims.get(d, 0) > 0}
     total_w = sum(dims[d] for d in by_dim)
-    has = lambda name: pl.col(f"m_{name}").is_not_null()  # noqa: E731
     dim_exprs, avail_w = [], {}
     for d, ms in by_dim.items():
         avail_w[d] = pl.sum_horizontal(
-            [pl.when(has(n)).then(w).otherwise(0.0) for n, w in ms.items()]
+            [pl.when(_has(n)).then(w).otherwise(0.0) for n, w in ms.items()]
         )
         num = pl.sum_horizontal([pl.col(f"m_{n}").fill_null(0.0) * w for n, w in ms.items()])
         dim_exprs.append(pl.when(avail_w[d] > 0).then(num / avail_w[d]).alias(d))
@@ -110,13 +112,13 @@ def effective_weights(df: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     for d, ms in by_dim.items():
         for n, w in ms.items():
             share = (
-                pl.when(has(n) & (dim_avail > 0))
+                pl.when(_has(n) & (dim_avail > 0))
                 .then(dims[d] / dim_avail * w / avail_w[d])
                 .otherwise(0.0)
             )
             e_exprs.append(share.alias(f"e_{n}"))
             cov.append(
-                pl.when(has(n)).then(dims[d] / total_w * w / sum(ms.values())).otherwise(0.0)
+                pl.when(_has(n)).then(dims[d] / total_w * w / sum(ms.values())).otherwise(0.0)
             )
     weightless = [
         pl.lit(0.0).alias(f"e_{n}")

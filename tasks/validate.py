@@ -84,9 +84,11 @@ class ValidatedDataset:
 
     @property
     def rows_superseded(self) -> int:
+        """Return how many accepted rows are older versions of a change log's records."""
         return 0 if self.superseded is None else self.superseded.height
 
     def summary(self) -> dict[str, Any]:
+        """Return the dataset's row counts, failed expectations and validation engine."""
         accepted = self.accepted.height + self.rows_superseded  # history is valid, not bad
         return {
             "rows_read": accepted + self.quarantined.height,
@@ -102,11 +104,12 @@ def load_suite_json(dataset: str, directory: Traversable = EXPECTATIONS_DIR) -> 
     """Read a suite file; a missing or broken file is a configuration error."""
     path = directory / f"{dataset}.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        suite: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"Expectation suite {path} does not exist.") from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"Expectation suite {path} is not valid JSON: {err}.") from None
+    return suite
 
 
 def build_suite(suite_json: dict[str, Any]) -> gx.ExpectationSuite:
@@ -273,7 +276,9 @@ def polars_unexpected(entry: dict[str, Any], schema: pl.Schema) -> pl.Expr | Non
     if t == "expect_column_values_to_be_unique":
         return c.is_not_null() & c.is_duplicated()
     if t == "expect_column_values_to_be_in_set":
-        return c.is_not_null() & ~c.is_in(pl.Series(kw["value_set"], dtype=schema[kw["column"]]))
+        return c.is_not_null() & ~c.is_in(
+            pl.Series(kw["value_set"], dtype=schema[kw["column"]]).implode()
+        )
     if t == "expect_column_values_to_be_between":
         dtype = schema[kw["column"]]
         bad = pl.lit(False)

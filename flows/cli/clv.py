@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -21,7 +22,7 @@ def clv_command(
     out_dir: Path,
     horizon_weeks: float = 39.0,
     time_unit_days: float = 7.0,
-) -> dict:
+) -> dict[str, Any]:
     """Fit the CLV models on an orders file, write params and per-customer CSV, return a summary."""
     orders = read_orders(orders_path)
     result = fit_clv(orders, calibration_end, horizon_weeks, time_unit_days)
@@ -54,7 +55,7 @@ def _g3(value: float) -> str:
     return f"{value:.3g}"
 
 
-def format_summary(summary: dict) -> str:
+def format_summary(summary: dict[str, Any]) -> str:
     """Render the summary of ``clv_command`` as the lines the command line prints."""
     lines = [
         f"CLV fit on {summary['n_customers']} customers ({summary['n_repeat_buyers']} repeat "

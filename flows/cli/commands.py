@@ -20,7 +20,7 @@ def _print(msg: str) -> None:
 
 
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The fields of ``RunOptions`` that ``run`` and ``backfill`` take from the command line."""
+    """Return the ``RunOptions`` fields that ``run`` and ``backfill`` take from the command line."""
     if args.dask and args.partitions == 1:
         raise ConfigError("--dask needs --partitions N with N > 1.")
     return {
@@ -32,6 +32,7 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Run the weekly flow for one date and print what it wrote."""
     from flows.params import WeeklyParams
     from flows.weekly import weekly_flow
 
@@ -67,6 +68,7 @@ def _summary(r: Any, seconds: float) -> None:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    """Back-fill the dates from --start to --end and print how long it took."""
     from flows.backfill import backfill_flow
     from flows.params import BackfillParams
 
@@ -88,6 +90,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Read and check every source, print the counts, and write nothing."""
     from flows.cli.validate import validate_sources
 
     report, failure = validate_sources(Path(args.config), args.as_of)
@@ -105,6 +108,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    """Deliver the e-mails waiting in one date's outbox or every date's; exit 1 if any are left."""
     from tasks.config import load_config
     from tasks.mail.outbox import pending
     from tasks.mail.smtp import SmtpSettings, send_outbox
@@ -135,6 +139,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the weekly and backfill deployments until stopped."""
     from flows.deploy import serve
 
     serve(Path(args.config), args.cron, args.timezone)
@@ -142,6 +147,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Write the demo data and config, then (unless --skip-run) back-fill history and run it."""
     from demodata.folder import make_demo
 
     if args.accounts < 10:
@@ -181,6 +187,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    """Back-test the score against churn and print the summary."""
     from flows.backtest import backtest_flow
     from tasks.backtest import format_summary
 
@@ -206,6 +213,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    """Write a commented starter config."""
     from flows.cli.init import write_starter_config
 
     path = write_starter_config(Path(args.path), args.force)
@@ -214,6 +222,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_clv(args: argparse.Namespace) -> int:
+    """Fit the CLV models on an orders file and print the summary."""
     from flows.cli.clv import clv_command, format_summary
 
     summary = clv_command(
@@ -224,6 +233,7 @@ def cmd_clv(args: argparse.Namespace) -> int:
 
 
 def cmd_actions(args: argparse.Namespace) -> int:
+    """Write the open actions as a CSV a CSM can edit and feed back (``chs actions export``)."""
     from tasks.action_export import export_actions
     from tasks.config import load_config
 

@@ -72,8 +72,10 @@ def spawn_api(args: argparse.Namespace) -> TemporaryApi | None:
 
 
 def _use_api(args: argparse.Namespace, api: TemporaryApi | None) -> None:
-    """Import the command's flows (and Great Expectations) while the server comes up, then
-    point Prefect at it (see ``flows.server.TemporaryApi``)."""
+    """Import the command's flows while the server comes up, then point Prefect at it.
+
+    Great Expectations is imported with the flows; see ``flows.server.TemporaryApi``.
+    """
     if api is None:
         return
     if not api.needed():

@@ -1,3 +1,4 @@
-"""Per-account features as of one or many dates (validated datasets -> features), one module
-per family of signals over shared windowed sums.
+"""Per-account features as of one or many dates (validated datasets -> features).
+
+One module per family of signals over shared windowed sums.
 """

@@ -38,6 +38,7 @@ class Span:
 
     @classmethod
     def of(cls, dates: Iterable[date], accounts: pl.DataFrame) -> Span:
+        """Build the span of ``dates`` over the accounts of ``accounts``."""
         ids = accounts.select(pl.col("account_id").unique(maintain_order=True))
         return cls(
             pl.Series("as_of", sorted(set(dates)), dtype=pl.Date),
@@ -46,6 +47,7 @@ class Span:
 
     @property
     def n(self) -> int:
+        """The number of as-of dates."""
         return self.dates.len()
 
     def coded(self, rows: pl.LazyFrame) -> pl.LazyFrame:
@@ -53,15 +55,20 @@ class Span:
         return rows.join(self.ids.lazy(), on="account_id", how="inner").drop("account_id")
 
     def index(self, day: pl.Expr, plus_days: int = 0) -> pl.Expr:
-        """Index of the first as-of date on or after ``day + plus_days`` (n when there is none;
-        null without a day)."""
+        """Return the index of the first as-of date on or after ``day + plus_days``.
+
+        The index is n when there is none, and null without a day.
+        """
         shifted = day + timedelta(days=plus_days) if plus_days else day
         found = pl.lit(self.dates).search_sorted(shifted, side="left").cast(pl.Int64)
         return pl.when(day.is_not_null()).then(found)
 
     def recent(self, rows: pl.LazyFrame, column: str, days: int) -> pl.LazyFrame:
-        """Drop rows that no date's ``days``-day window holds (a backfill pass reads a year of
-        events, and a pass of 13 weekly dates needs about 5 months of them)."""
+        """Drop rows that no date's ``days``-day window holds.
+
+        A backfill pass reads a year of events, and a pass of 13 weekly dates needs about 5
+        months of them.
+        """
         first: date = self.dates[0]  # ascending
         last: date = self.dates[-1]
         since = datetime.combine(first - timedelta(days=days - 1), datetime.min.time())
@@ -156,17 +163,17 @@ def current(rows: pl.LazyFrame, key: list[str], order: list[str]) -> pl.LazyFram
 
 
 def aged(span: Span, start: int, end: int, day: str = DAY) -> list[pl.Expr]:
-    """The dates on which ``day`` is ``start`` to ``end - 1`` days old, as ``[_lo, _hi)``."""
+    """Return the dates on which ``day`` is ``start`` to ``end - 1`` days old, as ``[_lo, _hi)``."""
     return [span.index(pl.col(day), start).alias("_lo"), span.index(pl.col(day), end).alias("_hi")]
 
 
 def in_window(span: Span, day: str, days: int) -> list[pl.Expr]:
-    """The dates whose ``days``-day window (ending on the date) holds ``day``."""
+    """Return the dates whose ``days``-day window (ending on the date) holds ``day``."""
     return aged(span, 0, days, day)
 
 
 def active_on(as_of: pl.Expr) -> pl.Expr:
-    """Is the account a customer on ``as_of`` (started, not yet churned)?"""
+    """Return whether the account is a customer on ``as_of`` (started, not yet churned)."""
     started = pl.col("contract_start").is_null() | (pl.col("contract_start") <= as_of)
     # An account marked churned without a date cannot be placed in time; it is not scored.
     churned_by_then = (pl.col("churned_at") <= as_of) | (

@@ -1,3 +1,4 @@
-"""The history store: every score, measure contribution, KPI and action of every as-of date
-(schema, shared SQL, DuckDB, PostgreSQL, and the in-memory view a backfill pass reads).
+"""The history store: every score, measure contribution, KPI and action of every as-of date.
+
+Schema, shared SQL, DuckDB, PostgreSQL, and the in-memory view a backfill pass reads.
 """

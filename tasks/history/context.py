@@ -42,8 +42,11 @@ def lookback_days(cfg: Config) -> int:
 
 
 def history_context(store: HistoryReader, cfg: Config, as_of: date) -> HistoryContext:
-    """Fetch what a run of ``as_of`` needs: last week's and 4 weeks' ago scores, the ARR at the
-    KPI window start, the KPIs of the last 13 weeks and the portfolio trend before this date."""
+    """Fetch what a run of ``as_of`` needs from the history.
+
+    That is last week's and 4 weeks' ago scores, the ARR at the KPI window start, the KPIs of
+    the last 13 weeks and the portfolio trend before this date.
+    """
     return HistoryContext(
         prev_1w=store.scores_near(as_of - timedelta(days=7), 3),
         prev_4w=store.scores_near(as_of - timedelta(days=28), 3),

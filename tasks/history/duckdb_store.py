@@ -70,8 +70,11 @@ class DuckDBHistory(SqlHistory):
             create_tables(self, "duckdb")
 
     def _reader(self) -> duckdb.DuckDBPyConnection:
-        """This thread's cursor for reads: a connection may not be used by two threads at once,
-        and a backfill stores one date in the background while the next date reads."""
+        """Return this thread's cursor for reads.
+
+        A connection may not be used by two threads at once, and a backfill stores one date in
+        the background while the next date reads.
+        """
         cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
         if cursor is None:
             with self._cursors_guard:
@@ -112,6 +115,7 @@ class DuckDBHistory(SqlHistory):
                 raise
 
     def close(self) -> None:
+        """Close the read cursors and the connection."""
         for cursor in self._cursors:
             cursor.close()
         self.con.close()

@@ -24,8 +24,10 @@ from tasks.kpis import Kpis
 
 
 class PassHistory:
-    """History as a backfill sees it: the store, with the dates of this pass replaced as they
-    are computed, so each date reads exactly what a run of it after the previous ones would.
+    """History as a backfill sees it: the store, with the dates of this pass replaced.
+
+    The dates are replaced as they are computed, so each date reads exactly what a run of it
+    after the previous ones would.
 
     Given the pass's ``span`` (first and last date), it reads the stored KPIs and portfolio
     trend the pass can need once, up front, so while the pass stores a date in the background
@@ -114,7 +116,9 @@ class PassHistory:
             stored = self._stored_trend.filter(pl.col("as_of").is_between(start, end))
         else:
             stored = self.store.trend(as_of, weeks)
-        stored = stored.filter(~pl.col("as_of").is_in(pl.Series(list(self._trend), dtype=pl.Date)))
+        stored = stored.filter(
+            ~pl.col("as_of").is_in(pl.Series(list(self._trend), dtype=pl.Date).implode())
+        )
         ours = [t for d, t in self._trend.items() if start <= d <= end]
         return pl.concat([stored, *ours]).sort("as_of")
 
@@ -148,7 +152,8 @@ class PassHistory:
 
     def scores_between(self, start: date, end: date) -> pl.DataFrame:
         """Return stored score rows of [start, end] (the pass stores each date before the next
-        but one, and the effectiveness reads only dates weeks old)."""
+        but one, and the effectiveness reads only dates weeks old).
+        """
         return self.store.scores_between(start, end)
 
 
@@ -164,6 +169,7 @@ _OPENING_COLUMNS = [
 
 
 def conform_openings(df: pl.DataFrame) -> pl.DataFrame:
+    """Select and type the columns of actions' opening rows."""
     return df.select(_OPENING_COLUMNS).cast(schema_of("action_history", _OPENING_COLUMNS))
 
 

@@ -1,5 +1,6 @@
-"""History in PostgreSQL (``[output] history = "postgresql://..."``); an advisory lock per date
-serialises writers.
+"""History in PostgreSQL (``[output] history = "postgresql://..."``).
+
+An advisory lock per date serialises writers.
 """
 
 from __future__ import annotations
@@ -95,4 +96,5 @@ class PostgresHistory(SqlHistory):
             yield
 
     def close(self) -> None:
+        """Close the connection."""
         self.con.close()

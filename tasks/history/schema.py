@@ -218,6 +218,7 @@ def portfolio_trend(scores: pl.DataFrame) -> pl.DataFrame:
 
 
 def trend_window(as_of: date, weeks: int) -> tuple[date, date]:
+    """Return the first and last date of the ``weeks``-week trend ending on ``as_of``."""
     return as_of - timedelta(days=7 * weeks), as_of
 
 
@@ -235,25 +236,53 @@ def conform(df: pl.DataFrame, table: str) -> pl.DataFrame:
 class HistoryReader(Protocol):
     """What a run reads from history."""
 
-    def dates(self) -> list[date]: ...
-    def scores_at(self, as_of: date) -> pl.DataFrame: ...
-    def scores_near(self, target: date, tolerance_days: int) -> pl.DataFrame | None: ...
-    def kpis_between(self, start: date, end: date) -> list[Kpis]: ...
-    def trend(self, as_of: date, weeks: int = TREND_WEEKS) -> pl.DataFrame: ...
-    def actions_before(self, as_of: date) -> pl.DataFrame: ...
-    def action_ids_before(self, as_of: date) -> set[str]: ...
-    def action_openings(self, until: date) -> pl.DataFrame: ...
-    def scores_between(self, start: date, end: date) -> pl.DataFrame: ...
-    def risk_history(self, end: date) -> pl.DataFrame: ...
+    def dates(self) -> list[date]:
+        """Return every as-of date in history, oldest first."""
+
+    def scores_at(self, as_of: date) -> pl.DataFrame:
+        """Return one date's stored scores with each measure's ``c_<measure>`` contribution."""
+
+    def scores_near(self, target: date, tolerance_days: int) -> pl.DataFrame | None:
+        """Return the scores of the date nearest ``target`` (None when there is none)."""
+
+    def kpis_between(self, start: date, end: date) -> list[Kpis]:
+        """Return the KPIs of every date in [start, end], oldest first."""
+
+    def trend(self, as_of: date, weeks: int = TREND_WEEKS) -> pl.DataFrame:
+        """Return the portfolio trend of ``weeks`` weeks up to ``as_of``."""
+
+    def actions_before(self, as_of: date) -> pl.DataFrame:
+        """Return the actions as the latest run before ``as_of`` left them."""
+
+    def action_ids_before(self, as_of: date) -> set[str]:
+        """Return every action id stored before ``as_of``."""
+
+    def action_openings(self, until: date) -> pl.DataFrame:
+        """Return each action's opening row up to ``until``."""
+
+    def scores_between(self, start: date, end: date) -> pl.DataFrame:
+        """Return the score rows of every date in [start, end]."""
+
+    def risk_history(self, end: date) -> pl.DataFrame:
+        """Return the scores calibration trains on, of dates up to ``end``."""
 
 
 class HistoryStore(HistoryReader, Protocol):
     """What the pipeline needs of a history store."""
 
-    def write_snapshot(self, snapshot: Snapshot) -> None: ...
+    def write_snapshot(self, snapshot: Snapshot) -> None:
+        """Replace everything stored for the snapshot's date in one transaction."""
+
     def account_series(
         self, as_of: date, weeks: int = TREND_WEEKS, accounts: Sequence[str] | None = None
-    ) -> pl.DataFrame: ...
-    def measures_between(self, start: date, end: date) -> pl.DataFrame: ...
-    def runs(self) -> pl.DataFrame: ...
-    def close(self) -> None: ...
+    ) -> pl.DataFrame:
+        """Return each account's score and segment per date of ``weeks`` weeks up to ``as_of``."""
+
+    def measures_between(self, start: date, end: date) -> pl.DataFrame:
+        """Return the measure rows (value, points, contribution) of every date in [start, end]."""
+
+    def runs(self) -> pl.DataFrame:
+        """Return the run metadata of every stored date."""
+
+    def close(self) -> None:
+        """Release the store's connections."""

@@ -47,7 +47,8 @@ class SqlHistory(ABC):
     def _transaction(self, as_of: date) -> AbstractContextManager[None]: ...
 
     @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the store's connections."""
 
     def write_snapshot(self, snapshot: Snapshot) -> None:
         """Replace everything stored for the snapshot's date in one locked transaction."""
@@ -144,7 +145,8 @@ class SqlHistory(ABC):
 
     def action_openings(self, until: date) -> pl.DataFrame:
         """Return each action's first stored row up to ``until``: who, which playbook, when it
-        opened, held out or not, and the score it opened with."""
+        opened, held out or not, and the score it opened with.
+        """
         cols = ["account_id", "action", "action_id", "opened_on", "holdout", "opened_score"]
         cols += ["opened_segment"]
         return self._frame(
@@ -188,7 +190,7 @@ class SqlHistory(ABC):
         )
         if accounts is not None:
             rows = rows.filter(
-                pl.col("account_id").is_in(pl.Series(list(accounts), dtype=pl.String))
+                pl.col("account_id").is_in(pl.Series(list(accounts), dtype=pl.String).implode())
             )
         return rows.sort("account_id", "as_of")
 

@@ -1,3 +1,4 @@
-"""E-mail: compose the run's messages, keep them in the outbox, deliver them over SMTP
-(report -> outbox -> inbox).
+"""E-mail: compose the run's messages, keep them in the outbox, deliver them over SMTP.
+
+The way of a message: report -> outbox -> inbox.
 """

@@ -151,6 +151,7 @@ class Canvas:
 
     @property
     def glyph_px(self) -> int:
+        """The size in pixels of one dot of the bitmap font at this scale."""
         return max(1, round(1.5 * self.scale))
 
     def png(self) -> bytes:

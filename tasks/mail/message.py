@@ -1,5 +1,6 @@
-"""One e-mail message: a plain-text part, an HTML part with CSS inlined, CID images and CSV
-attachments, with every header made safe from untrusted text.
+"""One e-mail message: plain text, HTML with CSS inlined, CID images and CSV attachments.
+
+Every header is made safe from untrusted text.
 """
 
 from __future__ import annotations

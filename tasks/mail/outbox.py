@@ -40,6 +40,7 @@ def write_outbox(messages: list[tuple[str, EmailMessage]], outbox: Path) -> list
 
 
 def sent_log(outbox: Path) -> dict[str, Any]:
+    """Return the outbox's record of delivered messages (empty when nothing was sent)."""
     p = outbox / SENT_LOG
     if not p.exists():
         return {}
@@ -54,12 +55,13 @@ def sent_log(outbox: Path) -> dict[str, Any]:
 
 
 def write_sent_log(outbox: Path, log: dict[str, Any]) -> None:
+    """Replace the outbox's record of delivered messages atomically and durably."""
     tmp = outbox / f".{SENT_LOG}.tmp"
     with tmp.open("w", encoding="utf-8") as f:
         json.dump(log, f, indent=1)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, outbox / SENT_LOG)
+    tmp.replace(outbox / SENT_LOG)
 
 
 def pending(outbox: Path) -> list[Path]:
@@ -70,6 +72,7 @@ def pending(outbox: Path) -> list[Path]:
 
 @contextmanager
 def locked(outbox: Path) -> Iterator[None]:
+    """Hold the outbox's lock, so that two senders never deliver the same messages."""
     with (outbox / LOCK_FILE).open("w") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,3 +1,4 @@
-"""The stakeholder report: its context (every number computed and formatted), charts and
-rendering (scores -> report.html).
+"""The stakeholder report: its context, charts and rendering (scores -> report.html).
+
+The context has every number computed and formatted.
 """

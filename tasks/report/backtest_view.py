@@ -20,6 +20,14 @@ def _verdict(auc: float | None) -> str:
     return "the score barely predicts churn: do not act on it without a better model"
 
 
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v * 100:.1f}%"
+
+
+def _two(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
 def read_backtest(cfg: Config) -> dict[str, Any] | None:
     """Return the latest back-test written by `chs backtest`, or None when there is none."""
     path = cfg.out_dir / "backtest.json"
@@ -41,35 +49,33 @@ def backtest_view(report: dict[str, Any] | None) -> dict[str, Any] | None:
     """Format the latest back-test (backtest.json) for the report, or None without one."""
     if not report or not report.get("n_snapshots"):
         return None
-    pct = lambda v: "–" if v is None else f"{v * 100:.1f}%"  # noqa: E731
-    two = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
     segs = report.get("churn_rate_by_segment") or {}
     learned = report.get("learned") or {}
     hand = report.get("hand_set_test") or {}
     test = (report.get("split") or {}).get("test") or [None, None]
     return {
-        "auc": two(report.get("auc")),
+        "auc": _two(report.get("auc")),
         "verdict": _verdict(report.get("auc")),
-        "lift": two(report.get("lift_top_decile")),
+        "lift": _two(report.get("lift_top_decile")),
         "n_snapshots": report["n_snapshots"],
         "first": report.get("first_snapshot"),
         "last": report.get("last_snapshot"),
         "horizon": report.get("horizon_days"),
-        "base_rate": pct(report.get("base_churn_rate")),
+        "base_rate": _pct(report.get("base_churn_rate")),
         "lead_days": "–"
         if report.get("median_lead_days") is None
         else f"{report['median_lead_days']:.0f}",
         "segments": [
             {
                 "label": SEGMENT_LABELS.get(k, k),
-                "rate": pct(v.get("churn_rate")),
+                "rate": _pct(v.get("churn_rate")),
                 "n": f"{v.get('n', 0):,}",
             }
             for k, v in segs.items()
         ],
         "test_period": f"{test[0]} to {test[1]}" if test[0] else None,
-        "hand_auc": two(hand.get("auc")),
-        "learned_auc": two(learned.get("auc")),
-        "learned_lift": two(learned.get("lift_top_decile")),
-        "hand_lift": two(hand.get("lift_top_decile")),
+        "hand_auc": _two(hand.get("auc")),
+        "learned_auc": _two(learned.get("auc")),
+        "learned_lift": _two(learned.get("lift_top_decile")),
+        "hand_lift": _two(hand.get("lift_top_decile")),
     }

@@ -1,5 +1,6 @@
 """The report's KPI cards (value, week-over-week delta, tone), its data-quality table and the
-method footnote."""
+method footnote.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tasks.schemas import DIMENSIONS
 
 
 def validation_rows(validation: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return one row per dataset: rows read and quarantined, and the failed checks."""
     rows = []
     for name, v in validation["datasets"].items():
         read = v["rows_read"]
@@ -33,6 +35,7 @@ def validation_rows(validation: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def headline_cards(kpis: Kpis, prev: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the KPI cards with their change since last week."""
     ces_better = "lower" if kpis.get("ces_direction") == "lower_is_easier" else "higher"
     ces_note = "lower is easier" if ces_better == "lower" else "higher is easier"
     return [
@@ -134,6 +137,7 @@ def _kpi(
 
 
 def method_view(cfg: Config) -> dict[str, Any]:
+    """Return the method footnote: weights, measures, bands and thresholds of the config."""
     dims = cfg.scoring.dimensions
     total = sum(dims.values()) or 1.0
     return {

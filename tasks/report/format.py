@@ -30,14 +30,17 @@ RANK = {"healthy": 0, "neutral": 1, "at_risk": 2}
 
 
 def fmt_num(v: float | None, d: int = 0) -> str:
+    """Format a number with thousands separators and ``d`` decimals ('–' for none)."""
     return "–" if v is None else f"{v:,.{d}f}"
 
 
 def pct_filter(v: float | None, d: int = 0) -> str:
+    """Format a share as a percentage with ``d`` decimals ('–' for none)."""
     return "–" if v is None else f"{v * 100:.{d}f}%"
 
 
 def fmt_signed(v: float | None, d: int = 1) -> str:
+    """Format a change with its sign and ``d`` decimals ('–' for none)."""
     return "–" if v is None else f"{v:+.{d}f}"
 
 
@@ -56,8 +59,10 @@ def money(v: float | None) -> str:
 
 
 def count_noun(n: int, noun: str) -> str:
+    """Return the count with its noun, plural unless the count is 1."""
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def pct(v: float | None) -> float | None:
+    """Return a share as percentage points (None stays None)."""
     return None if v is None else v * 100

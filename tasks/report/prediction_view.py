@@ -1,5 +1,6 @@
 """The report's predictions: the calibration plot, the metrics by horizon, the renewal
-forecast, a config comparison and the method footnote (from kpis.json and backtest.json)."""
+forecast, a config comparison and the method footnote (from kpis.json and backtest.json).
+"""
 
 from __future__ import annotations
 
@@ -50,7 +51,10 @@ def _v(m: dict[str, Any], key: str, pct: bool = False) -> str:
     v, (lo, hi) = cell.get("value"), cell.get("ci95") or [None, None]
     if v is None:
         return "–"
-    fmt = (lambda x: f"{x:.1%}") if pct else (lambda x: f"{x:.3f}")
+
+    def fmt(x: float) -> str:
+        return f"{x:.1%}" if pct else f"{x:.3f}"
+
     return f"{fmt(v)} ({fmt(lo)}–{fmt(hi)})" if lo is not None else fmt(v)
 
 

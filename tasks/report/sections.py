@@ -43,6 +43,7 @@ _ACCOUNT_COLUMNS = (
 
 
 def trend_rows_of(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Return one row per past week of KPIs, newest first."""
     rows = []
     for k in reversed(history):
         seg = k.get("accounts_by_segment") or {}
@@ -131,6 +132,7 @@ def latest_comments(surveys: pl.DataFrame | None, as_of: date, days: int) -> pl.
 def account_rows(
     df: pl.DataFrame, actions: pl.DataFrame, comments: pl.DataFrame | None = None
 ) -> list[dict[str, Any]]:
+    """Return the report rows of listed accounts with their actions, renewal and comment."""
     # the listed accounts only: grouping every action (100k at scale) cost 0.1 s per list
     listed = actions.join(df.select("account_id"), on="account_id", how="semi")
     acts = listed.group_by("account_id", maintain_order=True).agg(
@@ -157,6 +159,7 @@ def _optional(scores: pl.DataFrame, column: str) -> pl.Expr:
 
 
 def account_lists(scores: pl.DataFrame, cfg: Config) -> dict[str, pl.DataFrame]:
+    """Return the report's account lists: at risk, drops, expansion, advocates, unscored."""
     n = cfg.report.top_n
     view = scores.select([c for c in _ACCOUNT_COLUMNS if c in scores.columns])
     healthy = pl.col("segment") == "healthy"
@@ -200,6 +203,7 @@ def p_alive_drops(scores: pl.DataFrame, n: int) -> list[dict[str, Any]] | None:
 
 
 def segment_rows(kpis: Kpis, prev: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return one row per segment: accounts, ARR, their shares and the change in count."""
     counts, arr = kpis["accounts_by_segment"], kpis["arr_by_segment"]
     before = prev.get("accounts_by_segment") or {}
     n_total, arr_total = sum(counts.values()) or 1, sum(arr.values()) or 1.0
@@ -226,6 +230,7 @@ def summary_lines(
     validation: dict[str, Any],
     cfg: Config,
 ) -> list[dict[str, str]]:
+    """Return the 'at a glance' lines of the report, each with its tone."""
     at_risk, arr = lists["at_risk"], kpis["arr_by_segment"]
     share = 100 * arr.get("at_risk", 0.0) / (sum(arr.values()) or 1.0)
     out = [

@@ -1,3 +1,5 @@
-"""Sources: plan what a run needs, read files and databases, cast to the canonical schema,
-resolve secrets, and cache extractions (source -> raw -> typed).
+"""Sources: files and databases, read into the canonical schema (source -> raw -> typed).
+
+Plan what a run needs, read files and databases, cast to the canonical schema, resolve secrets,
+and cache extractions.
 """

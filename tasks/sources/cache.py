@@ -84,7 +84,8 @@ def source_fingerprint(
         if uri.startswith(("postgresql://", "postgres://")):
             return _postgres(uri, name, src, plan.time_column)
         pattern = str(cfg.path(src.uri))
-        paths = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        # glob.glob, not Path.glob: the pattern is absolute and hidden files must not match.
+        paths = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]  # noqa: PTH207
         return [_stat(Path(p)) for p in paths] if paths else None
     except (OSError, psycopg.Error, ValueError):
         return None  # the read itself reports what is wrong with the source
@@ -142,7 +143,7 @@ class ExtractCache:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
         try:
             df.write_ipc(tmp, compression="lz4")
-            os.replace(tmp, path)
+            tmp.replace(path)
         except (OSError, pl.exceptions.PolarsError):
             tmp.unlink(missing_ok=True)
             return  # a cache that cannot be written only costs the next run a read

@@ -222,4 +222,5 @@ def to_canonical(raw: pl.DataFrame, ds: Dataset, src: SourceConfig, what: str) -
 
 
 def empty_typed(ds: Dataset) -> pl.DataFrame:
+    """Return an empty frame of the dataset's typed columns, with row number and reason."""
     return pl.DataFrame(schema={ROW: pl.Int64, **dict(ds.schema), REASON: pl.String})

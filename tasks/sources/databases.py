@@ -96,18 +96,22 @@ def _duckdb_kind(type_name: str) -> str:
 
 
 def read_duckdb(path: Path, base: str, plan: ReadPlan) -> pl.DataFrame:
+    """Read what the plan asks for from a DuckDB file, read-only."""
     if not path.exists():
         raise FileNotFoundError(path)
     con = duckdb.connect(str(path), read_only=True)
     try:
         rel = con.sql(base)
         kinds = {c: _duckdb_kind(str(t)) for c, t in zip(rel.columns, rel.types, strict=True)}
-        return con.sql(select_sql(base, kinds, plan, "duckdb")).pl()
+        # duckdb types .pl() as Any because .pl(lazy=True) returns a LazyFrame instead.
+        frame: pl.DataFrame = con.sql(select_sql(base, kinds, plan, "duckdb")).pl()
+        return frame
     finally:
         con.close()
 
 
 def read_sqlite(path: Path, base: str, plan: ReadPlan) -> pl.DataFrame:
+    """Read what the plan asks for from a SQLite file, read-only."""
     if not path.exists():
         raise FileNotFoundError(path)
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)

@@ -103,9 +103,12 @@ def _parquet_filter(plan: ReadPlan, dtype: pl.DataType | None) -> pl.Expr | None
 
 
 def read_files(src: SourceConfig, cfg: Config, plan: ReadPlan) -> pl.DataFrame:
+    """Read the file or files the source's path or glob names, row numbers running on."""
     pattern = str(cfg.path(src.uri))
     is_glob = any(c in pattern for c in "*?[")
-    paths = sorted(glob.glob(pattern)) if is_glob else [pattern]
+    # glob.glob, not Path.glob: the pattern is absolute and hidden files (editor locks) must not
+    # match, as Path.glob's "*" would let them.
+    paths = sorted(glob.glob(pattern)) if is_glob else [pattern]  # noqa: PTH207
     if not paths:
         raise SourceError(f"no file matches {pattern}")
     frames: list[pl.LazyFrame] = []

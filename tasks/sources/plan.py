@@ -1,5 +1,6 @@
-"""What a run needs from a source: its point in time (``Window``) and the columns and rows to ask
-for (``ReadPlan``).
+"""What a run needs from a source: its point in time and the columns and rows to ask for.
+
+A ``Window`` holds the point in time, a ``ReadPlan`` the columns and rows.
 
 Databases and Parquet files are asked only for what a run needs: the mapped canonical columns,
 and the rows whose time column can fall in the run's window (with a day of margin for time
@@ -32,9 +33,11 @@ class Window:
 
     @property
     def end(self) -> datetime:
+        """The last instant of the as-of date."""
         return datetime.combine(self.as_of, time.max).replace(microsecond=999999)
 
     def since(self, days: int) -> datetime:
+        """Return the start of a ``days``-day look-back ending on the as-of date."""
         return datetime.combine(self.as_of - timedelta(days=days - 1), time.min)
 
 
@@ -55,6 +58,7 @@ class ReadPlan:
 
 
 def bounds(plan: ReadPlan, day_after_end: bool = False) -> tuple[datetime, datetime, datetime]:
+    """Return the plan's start, end (a day later if asked) and keep-after; year 1 means none."""
     far = datetime(1, 1, 1)
     end = plan.end or far
     return (
@@ -65,12 +69,14 @@ def bounds(plan: ReadPlan, day_after_end: bool = False) -> tuple[datetime, datet
 
 
 def format_list(fmt: str | list[str] | None) -> list[str]:
+    """Return the configured timestamp format or formats as a list."""
     return [fmt] if isinstance(fmt, str) else list(fmt or [])
 
 
 def cutoff_filter(
     df: pl.DataFrame, ds: Dataset, window: Window, lookback_days: int | None
 ) -> pl.DataFrame:
+    """Drop rows after the as-of date or before the look-back; null and impossible times stay."""
     if ds.time_column is None:
         return df
     t = pl.col(ds.time_column)

@@ -44,7 +44,7 @@ def resolve_password(name: str, src: SourceConfig) -> str | None:
         return value
     if src.password_secret:
         try:
-            block = cast(Secret, Secret.load(src.password_secret))
+            block = cast("Secret[str]", Secret.load(src.password_secret))
             return str(block.get())
         except (ValueError, OSError, httpx.HTTPError, RuntimeError) as err:
             raise ConfigError(
@@ -69,6 +69,7 @@ def resolve_uri(uri: str) -> str:
 
 
 def source_secrets(name: str, src: SourceConfig, uri: str) -> _Secrets:
+    """Return the source's password and every secret value to hide from messages."""
     password = resolve_password(name, src)
     values = [os.environ.get(m.group(1), "") for m in _ENV_REF.finditer(src.uri)]
     if uri.startswith(("postgresql://", "postgres://")):

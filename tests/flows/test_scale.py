@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from prefect.settings import PREFECT_SERVER_ALLOW_EPHEMERAL_MODE, temporary_settings
 from pydantic import ValidationError
 
 from flows.cli.main import main
@@ -91,7 +92,10 @@ def test_bad_partition_options_are_one_sentence(capsys: pytest.CaptureFixture[st
         main(["run", "--partitions", "0"])
     assert exit_.value.code == 2
     assert "--partitions: '0' is not a whole number from 1 to 1024" in capsys.readouterr().err
-    assert main(["run", "--dask", "tcp://127.0.0.1:8786"]) == 2
+    # Without an API (no harness in make test-fast) `chs run` would start a temporary Prefect
+    # server before it reads its options; an option error needs none.
+    with temporary_settings({PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: False}):
+        assert main(["run", "--dask", "tcp://127.0.0.1:8786"]) == 2
     assert capsys.readouterr().err.strip() == (
         "chs: error: --dask needs --partitions N with N > 1."
     )

@@ -625,6 +625,7 @@ def _error_line(p: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_cli_broken_config_exits_2(cli_runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
     p = cli_runs["broken config"]
     assert p.returncode == 2
@@ -633,6 +634,7 @@ def test_cli_broken_config_exits_2(cli_runs: dict[str, subprocess.CompletedProce
     )
 
 
+@pytest.mark.slow
 def test_cli_gate_exits_1_after_the_counts(
     cli_runs: dict[str, subprocess.CompletedProcess[str]],
 ) -> None:
@@ -648,6 +650,7 @@ def test_cli_gate_exits_1_after_the_counts(
     assert "<script>" not in p.stdout + p.stderr  # the command line never echoes the data
 
 
+@pytest.mark.slow
 def test_cli_unreachable_database_exits_1(
     cli_runs: dict[str, subprocess.CompletedProcess[str]],
 ) -> None:

@@ -33,7 +33,8 @@ def _uv(*args: str, env: dict[str, str] | None = None) -> None:
 
 def _clean_copy(target: Path) -> Path:
     """Copy the checkout's files that git does not ignore: no stale egg-info or build/ (the
-    editable install writes both), whose SOURCES.txt would smuggle files into the sdist."""
+    editable install writes both), whose SOURCES.txt would smuggle files into the sdist.
+    """
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         capture_output=True,

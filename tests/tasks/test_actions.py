@@ -72,7 +72,7 @@ def reference(scores: pl.DataFrame, cfg: Config, as_of: date) -> pl.DataFrame:
 
 
 def _cfg(rules: list[dict[str, Any]]) -> Config:
-    return parse_config({"sources": {"accounts": {"uri": "a.csv"}}, "actions": rules}, Path("."))
+    return parse_config({"sources": {"accounts": {"uri": "a.csv"}}, "actions": rules}, Path())
 
 
 def _rule(reason: str, **kw: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from tasks.sources.read import extract_dataset
 from tasks.validate import CAST, ValidatedDataset
 from tests.conftest import DEMO_END
 
-CFG = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path("."))
+CFG = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path())
 RUN_TIME = datetime(2026, 4, 1, 12)
 
 
@@ -260,8 +260,11 @@ def test_a_killed_backfill_resumes_without_duplicates(demo: Path) -> None:
 def test_backfill_into_postgres_stores_in_the_background_like_duckdb(
     demo: Path, pg_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A date is stored on a task thread while the next reads history: with the history in a
-    real PostgreSQL the stored dates equal those of the DuckDB store, each stored once."""
+    """A date is stored on a task thread while the next reads history, in PostgreSQL too.
+
+    With the history in a real PostgreSQL the stored dates equal those of the DuckDB store,
+    each stored once.
+    """
     monkeypatch.setattr(backfill_module, "DATES_PER_PASS", 2)
     text = (demo / "chs.toml").read_text(encoding="utf-8")
     pg = re.sub(r'(?m)^history = ".*"$', f'history = "{pg_database}"', text)

@@ -43,7 +43,7 @@ CFG = parse_config(
             ],
         },
     },
-    Path("."),
+    Path(),
 )
 
 
@@ -173,7 +173,7 @@ def test_learned_weights_print_as_a_config_that_loads_and_scores_the_same() -> N
     report = backtest(scores, measures, accounts, CFG, KNOWN)
     text = report["learned"]["config_toml"]
     doc = tomllib.loads(text)
-    adopted = parse_config({"sources": {"accounts": {"uri": "a.csv"}}, **doc}, Path("."))
+    adopted = parse_config({"sources": {"accounts": {"uri": "a.csv"}}, **doc}, Path())
     weights = {m.name: m.weight for m in adopted.scoring.measures}
     assert weights == pytest.approx(
         {n: round(w, 3) for n, w in report["learned"]["weights"].items() if round(w, 3) > 0}

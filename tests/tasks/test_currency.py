@@ -66,7 +66,7 @@ def test_orders_in_three_currencies_convert_at_the_rate_of_their_date() -> None:
 
 
 def test_a_missing_rate_quarantines_exactly_those_rows_and_counts_reconcile() -> None:
-    cfg = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path("."))
+    cfg = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path())
     typed = to_home(_orders(), "orders", RATES, "USD", date(2026, 3, 31))
     v = validate_dataset(typed, "orders", cfg, datetime(2026, 4, 1), account_ids=["a", "b", "c"])
     assert v.quarantined["order_id"].to_list() == ["o6"]

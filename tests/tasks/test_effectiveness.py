@@ -12,7 +12,7 @@ import pytest
 from tasks.config import parse_config
 from tasks.effectiveness import effectiveness, newcombe, wilson
 
-CFG = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path("."))
+CFG = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path())
 AS_OF = date(2025, 12, 1)
 
 

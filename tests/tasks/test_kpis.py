@@ -22,7 +22,7 @@ from tasks.kpis import (
     survey_kpis,
 )
 
-CFG = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path("."))
+CFG = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path())
 AS_OF = date(2026, 3, 31)
 
 

@@ -29,7 +29,7 @@ def _cfg(**settings: object) -> Config:
             },
         ],
     }
-    return parse_config({"sources": {"accounts": {"uri": "a.csv"}}, "actions": actions}, Path("."))
+    return parse_config({"sources": {"accounts": {"uri": "a.csv"}}, "actions": actions}, Path())
 
 
 def _fired(rows: list[tuple[str, str, str]], as_of: date) -> pl.DataFrame:

@@ -1,5 +1,6 @@
 """Predictions: calibration on earlier snapshots, the renewal forecast, the full back-test
-against a direct scikit-learn computation, and comparing two configs."""
+against a direct scikit-learn computation, and comparing two configs.
+"""
 
 from __future__ import annotations
 
@@ -170,7 +171,7 @@ def test_a_config_on_the_noise_measure_compares_worse_with_an_interval_excluding
     _, measures, accounts = history
     body = CFG.model_dump(mode="json", exclude={"base_dir"})
     body["scoring"]["dimensions"] = {"usage": 0.0, "engagement": 1.0}  # all on noise
-    worse = parse_config(body, Path("."))
+    worse = parse_config(body, Path())
     out = compare_configs(measures, accounts, CFG, worse, KNOWN, 10, n_boot=30)
     auc = out["horizons"]["90"]["auc"]
     assert auc["difference"] < 0

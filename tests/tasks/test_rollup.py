@@ -36,7 +36,7 @@ SCORED = pl.DataFrame(
 
 def _cfg(method: str) -> object:
     return parse_config(
-        {"sources": {"accounts": {"uri": "a.csv"}}, "rollup": {"method": method}}, Path(".")
+        {"sources": {"accounts": {"uri": "a.csv"}}, "rollup": {"method": method}}, Path()
     )
 
 

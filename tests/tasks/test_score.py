@@ -22,7 +22,7 @@ def _cfg(
     if dims is not None:
         body["dimensions"] = dims
     return parse_config(
-        {"sources": {"accounts": {"uri": "a.csv"}}, "scoring": body, "actions": []}, Path(".")
+        {"sources": {"accounts": {"uri": "a.csv"}}, "scoring": body, "actions": []}, Path()
     )
 
 

@@ -21,7 +21,7 @@ from tasks.validate import (
     validate_dataset,
 )
 
-CFG = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path("."))
+CFG = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path())
 RUN = datetime(2026, 3, 31, 12)
 IDS = ["a", "b"]
 

@@ -38,12 +38,14 @@ def _one_sentence(p: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_missing_config_is_a_usage_error(tmp_path: Path) -> None:
     p = _chs("run", "--config", str(tmp_path / "nope.toml"))
     assert p.returncode == 2
     assert "nope.toml does not exist" in _one_sentence(p)
 
 
+@pytest.mark.slow
 def test_bad_toml_and_unknown_key(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("[sources.accounts\nuri = 1")
@@ -56,12 +58,14 @@ def test_bad_toml_and_unknown_key(tmp_path: Path) -> None:
     assert "scoring.min_coverag: unknown key" in _one_sentence(p)
 
 
+@pytest.mark.slow
 def test_bad_date_is_a_usage_error() -> None:
     p = _chs("run", "--as-of", "2026-13-01")
     assert p.returncode == 2
     assert "is not an ISO date" in p.stderr
 
 
+@pytest.mark.slow
 def test_validate_on_demo(demo: Path) -> None:
     p = _chs("validate", "--config", str(demo / "chs.toml"), "--as-of", DEMO_END.isoformat())
     assert p.returncode == 0, p.stderr
@@ -80,8 +84,11 @@ def test_run_stops_before_writing_when_a_source_is_missing(demo: Path) -> None:
 
 @pytest.mark.slow
 def test_run_as_a_process_starts_its_own_api_first_and_stops_it(demo: Path) -> None:
-    """Without PREFECT_API_URL, `chs run` starts the temporary API itself before importing the
-    flows (so Prefect never starts its own), runs against it and leaves no server behind."""
+    """Without PREFECT_API_URL, `chs run` starts the temporary API itself, then the flows.
+
+    It does so before importing the flows (so Prefect never starts its own), runs against it
+    and leaves no server behind.
+    """
     p = _chs("run", "--config", str(demo / "chs.toml"), "--as-of", DEMO_END.isoformat())
     assert p.returncode == 0, p.stderr
     logs = p.stdout + p.stderr
@@ -93,6 +100,7 @@ def test_run_as_a_process_starts_its_own_api_first_and_stops_it(demo: Path) -> N
         assert s.connect_ex(("127.0.0.1", int(found.group(1)))) != 0
 
 
+@pytest.mark.slow
 def test_no_temporary_api_where_one_is_configured_or_no_flow_runs(prefect_harness: None) -> None:
     from flows.cli.main import spawn_api
     from flows.cli.parser import parser
@@ -104,6 +112,7 @@ def test_no_temporary_api_where_one_is_configured_or_no_flow_runs(prefect_harnes
     assert spawn_api(parser().parse_args(["demo", "--skip-run"])) is None
 
 
+@pytest.mark.slow
 def test_a_temporary_api_that_dies_is_not_used(prefect_harness: None) -> None:
     """If the early server exits, nothing points Prefect at it (Prefect starts its own)."""
     from prefect.settings import PREFECT_API_URL

@@ -26,7 +26,7 @@ def purchase_data() -> tuple[dict[str, pl.DataFrame], Config]:
         schema_overrides={"arr": pl.Float64},
     )
     cfg = parse_config(
-        {"sources": {"accounts": {"uri": "a.csv"}}, "kpis": {"clv_method": "bgnbd"}}, Path(".")
+        {"sources": {"accounts": {"uri": "a.csv"}}, "kpis": {"clv_method": "bgnbd"}}, Path()
     )
     data = {
         "accounts": accounts.with_columns(

@@ -34,7 +34,7 @@ def test_profit_is_spend_minus_cost_and_null_without_any_cost() -> None:
             "cost": [30.0, 70.0, None, None],  # b's order has no cost
         }
     ).with_columns(pl.lit("USD").alias("currency"))
-    cfg = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path("."))
+    cfg = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path())
     feats = build_features(
         {"accounts": accounts.cast(ACCOUNTS.schema), "orders": orders.cast(ORDERS.schema)},
         cfg,

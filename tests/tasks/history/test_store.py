@@ -217,6 +217,7 @@ def _write_in_process(path: str, marker: str, accounts: int, hold: float) -> Non
     store.close()
 
 
+@pytest.mark.slow
 def test_duckdb_writers_in_two_processes_wait_for_each_other(tmp_path: Path) -> None:
     path = str(tmp_path / "history.duckdb")
     ctx = multiprocessing.get_context("spawn")
@@ -237,6 +238,7 @@ def test_duckdb_writers_in_two_processes_wait_for_each_other(tmp_path: Path) -> 
     assert scores.height == 4
 
 
+@pytest.mark.slow
 def test_a_locked_duckdb_file_fails_with_one_sentence_after_the_timeout(tmp_path: Path) -> None:
     path = tmp_path / "history.duckdb"
     ctx = multiprocessing.get_context("spawn")
@@ -284,8 +286,11 @@ def test_pass_history_keeps_only_the_scores_later_dates_read(store: HistoryStore
 
 
 def test_pass_history_reads_kpis_and_trend_of_its_span_once(store: HistoryStore) -> None:
-    """With its span, the view reads stored KPIs and trend up front (a backfill stores a date in
-    the background while the next reads); what it returns equals reading the store each time."""
+    """With its span, the view reads stored KPIs and trend up front, with the same results.
+
+    A backfill stores a date in the background while the next reads; what the view returns
+    equals reading the store each time.
+    """
     for i in range(4):
         store.write_snapshot(snapshot(D1 + timedelta(weeks=i), f"stored{i}"))
     calls: list[str] = []
@@ -319,8 +324,10 @@ def test_pass_history_reads_kpis_and_trend_of_its_span_once(store: HistoryStore)
 
 
 def test_duckdb_store_reads_in_one_thread_while_another_writes(tmp_path: Path) -> None:
-    """A backfill stores date N on a task thread while date N+1 reads: each thread reads on its
-    own cursor and sees whole dates only."""
+    """Each thread reads on its own cursor and sees whole dates only.
+
+    A backfill stores date N on a task thread while date N+1 reads.
+    """
     store = DuckDBHistory(tmp_path / "h.duckdb")
     days = [D1 + timedelta(weeks=i) for i in range(12)]
     seen: list[int] = []
@@ -352,7 +359,7 @@ def test_duckdb_store_reads_in_one_thread_while_another_writes(tmp_path: Path) -
 
 
 def test_history_context_of_a_run() -> None:
-    cfg = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path("."))
+    cfg = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path())
 
     class Fake:
         def dates(self) -> list[date]:
@@ -432,7 +439,7 @@ def test_portfolio_trend_counts_segments_per_date() -> None:
 def test_open_history_rejects_unknown_urls_and_masks_passwords() -> None:
     cfg = parse_config(
         {"sources": {"accounts": {"uri": "a.csv"}}, "output": {"history": "mysql://x/y"}},
-        Path("."),
+        Path(),
     )
     with pytest.raises(ConfigError, match="not supported"):
         open_history(cfg)
@@ -451,7 +458,7 @@ def test_open_history_expands_environment_references(
             "sources": {"accounts": {"uri": "a.csv"}},
             "output": {"history": "postgresql://postgres@127.0.0.1:5432/${CHS_TEST_HISTORY_DB}"},
         },
-        Path("."),
+        Path(),
     )
     store = open_history(cfg)
     assert isinstance(store, PostgresHistory)

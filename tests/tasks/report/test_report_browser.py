@@ -174,6 +174,7 @@ def content_rows(png: bytes) -> tuple[int, int, int]:
     return width, height, busy
 
 
+@pytest.mark.slow
 def test_demo_report_renders_in_chromium(demo_report: Path, tmp_path: Path) -> None:
     binary = chromium()
     if binary is None:

@@ -226,6 +226,7 @@ def test_password_from_env_reaches_the_driver_and_never_a_message(
         extract_dataset("orders", cfg, WINDOW)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_password_from_a_prefect_secret_block(
     pg_url: str, tmp_path: Path, connect_spy: list[dict[str, Any]]
