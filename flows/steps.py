@@ -5,6 +5,9 @@ report, compose the e-mails, store, deliver.
 
 Each task only does I/O, retries and logging around the plain functions of ``tasks/``; the
 weekly and the backfill flow are short lists of these steps.
+
+Over 400 lines on purpose: every @task both flows share stays in this one file, so each
+name in Prefect's UI maps to one place (the backfill's own tasks are in ``flows/passes.py``).
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Relative paths are relative to the config file; in URLs SQLAlchemy style applies
 (``duckdb:///rel/path`` is relative, ``duckdb:////abs/path`` absolute).
+
+Over 400 lines on purpose: the config is one pydantic model (house style), each section a
+small class beside the others, so one file shows every key and its check.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ since (``action_updates``), and then:
 - an unworked action whose rule has not fired for ``expire_days`` is ``expired``.
 
 Every status change is an event with its time, author and note.
+
+Over 400 lines on purpose: the whole state machine of an action (statuses, transitions,
+carrying, capacity, hold-out) reads top-down in one file.
 """
 
 from __future__ import annotations
