@@ -7,6 +7,7 @@ temporary API server that every `chs` process otherwise starts (``TemporaryApi``
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib.util
 import logging
 import os
@@ -45,10 +46,28 @@ def _wait_healthy(
     raise TimeoutError(f"prefect server at {url} did not become healthy in {seconds:.0f} s")
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """Have Linux send SIGTERM to this child when its parent dies, even by SIGKILL or the OOM
+    killer, so a killed ``chs`` never leaves its server running (runs in the child).
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start a quiet background process in its own session (``stop_process`` stops it whole)."""
+    """Start a quiet background process in its own session (``stop_process`` stops it whole);
+    it ends with the process that started it.
+    """
     return subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        cmd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
 
 
