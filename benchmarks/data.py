@@ -21,7 +21,7 @@ CACHE = ROOT / "benchmarks" / "cache"
 END = date(2026, 11, 16)  # a fixed Monday in the past, so every run sees the same data
 SEED = 7
 # The generator's behaviour is defined by these files; any change to them makes new data.
-GENERATOR_FILES = ("tasks/demo.py", "flows/demo.py", "tasks/schemas.py")
+GENERATOR_FILES = ("demodata/*.py", "tasks/schemas.py")
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,12 @@ SCALES = {
 def generator_version() -> str:
     """Return a short hash of the generator's source, the cache's notion of its version."""
     h = hashlib.sha256()
-    for name in GENERATOR_FILES:
-        h.update(name.encode())
-        h.update((ROOT / name).read_bytes())
+    files = sorted(f for pattern in GENERATOR_FILES for f in ROOT.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"none of the generator's files {GENERATOR_FILES} exist")
+    for path in files:
+        h.update(path.relative_to(ROOT).as_posix().encode())
+        h.update(path.read_bytes())
     return h.hexdigest()[:10]
 
 
