@@ -154,6 +154,7 @@ signed_orders as (
         account_id,
         ordered_at,
         amount,
+        cost,
         coalesce(kind, 'order') = 'refund' as is_refund,
         case when coalesce(kind, 'order') = 'refund' then -amount else amount end as signed
     from orders
@@ -170,7 +171,9 @@ spend as (
         coalesce(sum(signed) filter (
             where ordered_at >= date '$as_of' - 179 and ordered_at < date '$as_of' - 89
         ), 0) as spend_prev_90d,
-        max(ordered_at) filter (where not is_refund) as last_order
+        max(ordered_at) filter (where not is_refund) as last_order,
+        count(cost) filter (where ordered_at >= date '$as_of' - 364) as costed_365d,
+        coalesce(sum(cost) filter (where ordered_at >= date '$as_of' - 364), 0) as cost_365d
     from signed_orders
     group by account_id
 )
@@ -203,6 +206,7 @@ select
     o.spend_90d,
     o.spend_prev_90d,
     case when o.spend_prev_90d > 0 then o.spend_90d / o.spend_prev_90d end as spend_trend,
+    case when o.costed_365d > 0 then o.spend_365d - o.cost_365d end as profit_365d,
     (date '$as_of' - o.last_order::date)::double as days_since_last_order,
     (a.renewal_date - date '$as_of') as days_to_renewal
 from active a

@@ -60,9 +60,14 @@ def merge_rows(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dic
 
 
 def sort_rows(rows: list[dict[str, Any]], tasks: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Order result rows: scale S first, then by scale, then in pipeline task order."""
+    """Order result rows: scale S first, then by scale, then in pipeline task order.
+
+    Rows of tasks the benchmark no longer has (a stage renamed or split) are dropped, so the
+    tables never show a figure nothing measures any more.
+    """
     order = {t: i for i, t in enumerate(tasks)}
-    return sorted(rows, key=lambda r: (r["scale"] != "S", r["scale"], order.get(r["task"], 99)))
+    known = [r for r in rows if r["task"] in order]
+    return sorted(known, key=lambda r: (r["scale"] != "S", r["scale"], order[r["task"]]))
 
 
 def _row(rows: list[dict[str, Any]], scale: str, task: str) -> dict[str, Any] | None:
