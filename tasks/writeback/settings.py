@@ -25,6 +25,9 @@ DEFAULT_PROPERTIES = {
     },
 }
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# a password written into a database URL (user:secret@ or ?password=), once ${ENV} are removed
+_PASSWORD_IN_URI = re.compile(r"^[a-z]+://[^/@]*:[^@/]+@|[?&]password=[^&]")
+_ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
 class WritebackConfig(BaseModel):
@@ -50,6 +53,11 @@ class WritebackConfig(BaseModel):
         ):
             raise ValueError(
                 f"unknown target {v!r}; use hubspot, salesforce or a postgresql:// URL"
+            )
+        if _PASSWORD_IN_URI.search(_ENV_REF.sub("", v)):
+            raise ValueError(
+                "target contains a password; credentials never live in the config file: "
+                "use ${ENV} in the URL"
             )
         return v
 

@@ -227,3 +227,12 @@ def test_the_failure_message_names_the_cause_and_the_run() -> None:
     p = slack_payload(card)
     assert "Cause: survey_responses: 80% invalid." in p["blocks"][1]["text"]["text"]
     assert p["blocks"][2]["fields"][0]["text"] == "*Flow run*\nbrave-fox (1234-abcd)"
+
+
+def test_a_webhook_named_twice_is_a_config_error(tmp_path: Path) -> None:
+    from tasks.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match="notify.slack: give either webhook_env or webhook_secret"
+    ):
+        _cfg(tmp_path, '[notify.slack]\nwebhook_env = "A"\nwebhook_secret = "b"\n')

@@ -364,3 +364,38 @@ def test_chs_writeback_dry_run_and_apply_exit_status(
     assert "not written: A0002: HubSpot: OBJECT_NOT_FOUND" in out
     assert main(["writeback", "--config", config, "--as-of", "2026-01-05"]) == 2
     assert "There are no scores for 2026-01-05" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('target = "zoho"', "writeback.target: unknown target 'zoho'; use hubspot, salesforce"),
+        (
+            'target = "postgresql://u:hunter2@db/crm"',
+            "writeback.target: target contains a password; credentials never live in the config",
+        ),
+        ('target = "salesforce"', "writeback: the salesforce target needs base_url"),
+        ('target = "hubspot"\nfields = ["score", "arr"]', "writeback.fields: unknown field 'arr'"),
+        (
+            'target = "hubspot"\n[writeback.properties]\nscore = "health score"',
+            "writeback: 'health score' is not a plain property or column name",
+        ),
+    ],
+)
+def test_bad_writeback_settings_are_one_sentence_config_errors(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        _cfg(tmp_path, toml + "\n")
+
+
+def test_chs_writeback_without_the_table_says_what_to_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "chs.toml").write_text('[sources.accounts]\nuri = "a.csv"\n')
+    assert main(["writeback", "--config", str(tmp_path / "chs.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "chs: error: [writeback] is not configured: set target "
+        "(hubspot, salesforce or a database URL).\n"
+    )
