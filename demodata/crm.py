@@ -105,12 +105,16 @@ def accounts_frame(rng: np.random.Generator, pop: Population, win: Window) -> pl
             "plan": pl.Series(_PLANS).gather(pop.plan),
             "parent_account_id": None,  # a flat portfolio: no hierarchy, no scores_rollup rows
             "currency": "USD",
+            "crm_id": None,  # the CRM's record id is the account id here
+            # each CSM's Slack member id, as a CRM user field would carry it
+            "slack_user_id": pl.Series([f"U0{i:07d}" for i in range(len(_CSMS))]).gather(csm),
         }
     )
     no_csm = pl.Series(rng.random(n) < 0.03)
     return (
         frame.with_columns(
             csm_email=pl.when(no_csm).then(None).otherwise(pl.col("csm_email")),
+            slack_user_id=pl.when(no_csm).then(None).otherwise(pl.col("slack_user_id")),
             churned_at=pl.when(pl.col("status") == "churned").then(pl.col("churned_at")),
         )
         .select(*ACCOUNTS.schema.names(), "plan")

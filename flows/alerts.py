@@ -11,6 +11,7 @@ from typing import Any
 from prefect import get_run_logger
 from pydantic import ValidationError
 
+from flows.chat import chat_failure_alert
 from flows.params import WeeklyParams
 from tasks.config import load_config
 from tasks.errors import ChsError
@@ -57,9 +58,13 @@ def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
         cfg = load_config(Path(params.config_path))
     except (ChsError, ValidationError):
         return  # no readable config, so no recipients; the CLI already reports the cause
+    as_of = str(params.as_of or datetime.now(UTC).date())
+    try:
+        chat_failure_alert(cfg, as_of, str(flow_run.id), flow_run.name, failure_cause(state))
+    except ChsError as err:  # a chat setting must not keep the e-mail alert from going out
+        log.warning("no chat alert: %s", err)
     if not cfg.alerts.recipients:
         return
-    as_of = str(params.as_of or datetime.now(UTC).date())
     smtp = SmtpSettings.from_env()
     msg = alert_message(
         smtp.sender if smtp else "customer-health@localhost",

@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import flow
 
 from flows.alerts import alert_on_failure
+from flows.chat import compose_chat, deliver_chat
 from flows.params import WeeklyParams
 from flows.steps import (
     RunResult,
@@ -21,6 +22,7 @@ from flows.steps import (
     store,
     validate,
 )
+from flows.writeback import write_back
 from tasks.clock import utc_now
 from tasks.config import load_config
 from tasks.validate import preload
@@ -38,7 +40,10 @@ def weekly_flow(params: WeeklyParams) -> RunResult:
     validated = validate(cfg, raw, run_time, day)
     feats = compute_features(cfg, validated, [day], params)
     prepared = prepare_date(cfg, day, feats, validated, history, run_time)
+    compose_chat(cfg, prepared.scored, prepared.actions, day, prepared.out)
     done = replace(prepared, out=store(cfg, prepared.snapshot, prepared.out))
     result = result_of(done, deliver(done.out, params.send))
+    deliver_chat(cfg, done.out, params.send)
+    write_back(cfg, day)
     publish_artifacts(result, done)
     return result

@@ -22,8 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tasks.defaults import default_actions, default_measures
 from tasks.errors import ConfigError
+from tasks.notify.settings import NotifyConfig
 from tasks.schemas import DATASETS, DIMENSIONS
 from tasks.sources.presets import PRESETS, apply_preset
+from tasks.writeback.settings import WritebackConfig
 
 Direction = Literal["higher", "lower"]
 Method = Literal["bands", "minmax", "percentile", "target"]
@@ -390,6 +392,8 @@ class Config(_Strict):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     currency: CurrencyConfig = Field(default_factory=CurrencyConfig)
     rollup: RollupConfig = Field(default_factory=RollupConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)  # Slack / Teams (SPEC 10.2)
+    writeback: WritebackConfig | None = None  # CRM write-back (SPEC 10.2)
     base_dir: Path = Path()  # the folder of the config file; set by load_config
 
     @field_validator("sources")
@@ -424,7 +428,8 @@ class Config(_Strict):
 
     def fingerprint(self) -> str:
         """Return a short hash of the scoring-relevant config (stored with every run)."""
-        body = self.model_dump(mode="json", exclude={"base_dir"})
+        # where results are delivered is not scoring: a new webhook or CRM is no config change
+        body = self.model_dump(mode="json", exclude={"base_dir", "notify", "writeback"})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
 
 

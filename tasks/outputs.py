@@ -46,6 +46,7 @@ BASE_COLUMNS = (
     "override_author",
     "p_churn_90d",
     "expected_arr_at_risk",
+    "crm_id",  # when accounts carry it: the record `chs writeback` updates
 )
 
 

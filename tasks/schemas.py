@@ -54,6 +54,8 @@ ACCOUNTS = Dataset(
             "churned_at": pl.Date,
             "parent_account_id": pl.String,  # the account it rolls up to (scores_rollup.*)
             "currency": pl.String,  # ISO 4217 of arr; converted to [currency] home
+            "crm_id": pl.String,  # the record id in the CRM written back to (default account_id)
+            "slack_user_id": pl.String,  # the CSM's Slack member id, mentioned in chat alerts
         }
     ),
     required=("account_id", "name"),

@@ -109,14 +109,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_send(args: argparse.Namespace) -> int:
     """Deliver the e-mails waiting in one date's outbox or every date's; exit 1 if any are left."""
+    from flows.cli.send_chat import send_chat_outboxes
     from tasks.config import load_config
     from tasks.mail.outbox import pending
     from tasks.mail.smtp import SmtpSettings, send_outbox
 
     cfg = load_config(Path(args.config))
     smtp = SmtpSettings.from_env()
-    if smtp is None:
+    if smtp is None and not cfg.notify.targets():
         raise ConfigError("CHS_SMTP_HOST is not set, so there is no server to send to.")
+    chat_left = send_chat_outboxes(cfg, args.as_of, _print)
+    if smtp is None:
+        _print("e-mails not sent: CHS_SMTP_HOST is not set")
+        return 1 if chat_left else 0
     if args.as_of:
         days = [cfg.out_dir / args.as_of.isoformat()]
         if not (days[0] / "outbox").is_dir():
@@ -135,7 +140,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         _print(f"{d.name}: {report.sent} sent, {report.pending} still waiting in {d / 'outbox'}")
         total_sent, total_left = total_sent + report.sent, total_left + report.pending
     _print(f"sent {total_sent} e-mails; {total_left} still waiting")
-    return 1 if total_left else 0
+    return 1 if total_left or chat_left else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -242,6 +247,18 @@ def cmd_actions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_writeback(args: argparse.Namespace) -> int:
+    """Write a date's changed scores back to the CRM (dry run unless --apply); 1 if any failed."""
+    from flows.writeback import describe
+    from tasks.config import load_config
+    from tasks.writeback.run import writeback
+
+    result = writeback(load_config(Path(args.config)), args.as_of, args.apply)
+    for line in describe(result):
+        _print(line)
+    return 1 if result.failed else 0
+
+
 COMMANDS = {
     "actions": cmd_actions,
     "run": cmd_run,
@@ -253,4 +270,5 @@ COMMANDS = {
     "clv": cmd_clv,
     "init": cmd_init,
     "backtest": cmd_backtest,
+    "writeback": cmd_writeback,
 }

@@ -177,6 +177,28 @@ _ACTIONS_NOTE = """\
 # owner = "csm" (the account's CSM) or an e-mail address; priority = low, medium, high, urgent.
 """
 
+_DELIVERY_NOTES = """\
+# Chat (README: Slack, Teams and the CRM). The webhook URL is a secret: it is read from the
+# environment variable (or a Prefect Secret block, webhook_secret = "name"), never the config.
+# [notify.slack]
+# webhook_env = "CHS_SLACK_WEBHOOK_URL"
+# [notify.teams]
+# webhook_env = "CHS_TEAMS_WEBHOOK_URL"
+#
+# CRM write-back: `chs writeback` (dry run) / `chs writeback --apply`; the weekly run applies
+# it when apply = true. target = "hubspot", "salesforce" or a postgresql:// URL.
+# [writeback]
+# target = "hubspot"
+# fields = ["score", "segment", "top_driver", "p_churn_90d", "as_of"]
+# apply = false
+# token_env = "CHS_CRM_TOKEN"          # or token_secret = "block-name"
+# base_url = "https://api.hubapi.com"  # Salesforce: your instance, https://NAME.my.salesforce.com
+# api_version = "v62.0"                # Salesforce REST API version
+# table = "chs_account_health"         # the database target's table
+# [writeback.properties]               # field -> the CRM's property (defaults in the README)
+# score = "chs_health_score"
+"""
+
 
 def _toml(value: Any) -> str:
     if isinstance(value, bool):
@@ -260,6 +282,7 @@ def starter_config() -> str:
     lines += _table("alerts", _fields(AlertsConfig.model_validate({})))
     lines += _table("currency", _fields(CurrencyConfig.model_validate({})))
     lines += _table("rollup", _fields(RollupConfig.model_validate({})))
+    lines += [_DELIVERY_NOTES]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -141,6 +141,17 @@ def parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="file (default: <out>/action-updates-D.csv)"
     )
 
+    p = sub.add_parser(
+        "writeback", help="write the scores' changed values back to the CRM ([writeback])"
+    )
+    _config_arg(p)
+    p.add_argument("--as-of", type=_date, default=None, help="the run to write (default: latest)")
+    p.add_argument(
+        "--apply",
+        action="store_true",
+        help="send the changes (default: only write <out>/<D>/writeback/<target>.csv)",
+    )
+
     p = sub.add_parser("init", help="write a commented starter config listing every key")
     p.add_argument(
         "path", nargs="?", default=DEFAULT_CONFIG, help="file or folder (default: chs.toml)"

@@ -114,6 +114,20 @@ DDL = {
     "run_history": RUN_COLUMNS,
     "action_events": ACTION_EVENT_COLUMNS,
 }
+# every value `chs writeback` sent (or failed to send), one row per account and property;
+# not replaced with a date (DDL), so a re-run of a date knows what the CRM already holds
+WRITEBACK_COLUMNS = {
+    "target": "VARCHAR",
+    "as_of": "DATE",  # the scores' date
+    "account_id": "VARCHAR",
+    "crm_id": "VARCHAR",
+    "property": "VARCHAR",
+    "value": "VARCHAR",  # as sent, in JSON text ("null" clears the property)
+    "written_at": "TIMESTAMP",
+    "status": "VARCHAR",  # ok | failed
+    "error": "VARCHAR",
+}
+LOG_DDL = {"writeback_log": WRITEBACK_COLUMNS}
 _POLARS = {
     "DATE": pl.Date(),
     "VARCHAR": pl.String(),
@@ -127,7 +141,7 @@ TREND_WEEKS = 12
 
 def schema_of(table: str, columns: Sequence[str] | None = None) -> pl.Schema:
     """Return the Polars schema of a history table (or of some of its columns)."""
-    cols = DDL[table]
+    cols = {**DDL, **LOG_DDL}[table]
     return pl.Schema({c: _POLARS[cols[c]] for c in (columns or list(cols))})
 
 

@@ -13,6 +13,7 @@ import polars as pl
 
 from tasks.history.schema import (
     DDL,
+    LOG_DDL,
     RISK_COLUMNS,
     TREND_WEEKS,
     Snapshot,
@@ -201,7 +202,7 @@ _PG_TYPES = {"DOUBLE": "DOUBLE PRECISION"}
 def create_tables(store: SqlHistory, dialect: str) -> None:
     """Create missing tables and add columns that newer versions of the store keep."""
     types = _PG_TYPES if dialect == "postgres" else {}
-    for table, cols in DDL.items():
+    for table, cols in {**DDL, **LOG_DDL}.items():
         body = ", ".join(f'"{c}" {types.get(t, t)}' for c, t in cols.items())
         store._execute(f"create table if not exists {table} ({body})")
         have = {

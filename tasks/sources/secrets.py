@@ -88,3 +88,20 @@ def describe_source(name: str, src: SourceConfig) -> str:
     uri = re.sub(r"^([a-z]+://[^:/@]*):[^@/]*@", r"\1:***@", uri)
     where = src.table or ("query" if src.query else "")
     return f"{name} source {uri}" + (f" ({where})" if where else "")
+
+
+def named_secret(where: str, env: str | None, block: str | None) -> str | None:
+    """Return a secret from the environment variable ``env`` or the Secret block ``block``.
+
+    None when the variable is not set (the caller says what is then not done); a block that
+    cannot be loaded is a config error naming ``where`` (e.g. ``[notify.slack]``).
+    """
+    if block:
+        try:
+            return str(cast("Secret[str]", Secret.load(block)).get())
+        except (ValueError, OSError, httpx.HTTPError, RuntimeError) as err:
+            raise ConfigError(
+                f"{where} names Prefect Secret block {block!r}, which cannot be loaded "
+                f"({type(err).__name__})."
+            ) from None
+    return (os.environ.get(env) or None) if env else None
