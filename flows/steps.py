@@ -40,12 +40,13 @@ from tasks.history.context import HistoryContext, history_context
 from tasks.history.schema import HistoryStore, Snapshot, make_snapshot
 from tasks.kpis import Kpis, compute_kpis
 from tasks.loop import LoopRun, run_loop
-from tasks.mail.compose import build_emails
+from tasks.mail.compose import Drawn, build_emails, draw_digest_charts
 from tasks.mail.outbox import write_outbox
 from tasks.mail.smtp import SmtpSettings, send_outbox
 from tasks.outputs import discard, publish, scores_table, stage_outputs, validation_json
 from tasks.overrides import apply_overrides, load_overrides
 from tasks.report.backtest_view import read_backtest
+from tasks.report.charts import warm_up as warm_up_charts
 from tasks.report.context import ReportContext, ReportInputs, build_context
 from tasks.report.templates import render_report
 from tasks.rollup import check_hierarchy, rollup_scores
@@ -358,11 +359,16 @@ def compose_emails(
     ctx: ReportContext,
     sender: str,
     stage: Path,
+    state: pl.DataFrame | None = None,
+    drawn: Drawn | None = None,
 ) -> int:
     """Build the stakeholder e-mail and the CSM digests into the staging folder's outbox."""
-    built = build_emails(scored, actions, ctx, cfg, sender)
+    built = build_emails(scored, actions, ctx, cfg, sender, state, drawn)
     for address in built.skipped:
         get_run_logger().warning("no e-mail to %r: not a plain e-mail address", address)
+    for name, data in built.files.items():  # the CSVs over [email] attach_max_bytes
+        (stage / name).parent.mkdir(parents=True, exist_ok=True)
+        (stage / name).write_bytes(data)
     return len(write_outbox(built.messages, stage / "outbox"))
 
 
@@ -416,8 +422,10 @@ def prepare_date(
     e-mails.
     """
     sender = mail_sender()
+    warm_up_charts()  # the chart engine starts in the background while the date is scored
     scored = score(cfg, features, day, history.prev_1w, history.prev_4w)
     scored, churn = calibrate_churn(scored, validated, history, day)
+    drawn = draw_digest_charts(scored, cfg) if emails else {}  # drawn while the date goes on
     loop = lifecycle(cfg, recommend_actions(cfg, scored, day), scored, validated, history, day)
     validated = loop.validated  # refused status updates are quarantined
     actions = loop.advanced.work  # what the report and the e-mails list as this week's work
@@ -427,7 +435,7 @@ def prepare_date(
     parents = rollup(cfg, day, scored, validated, stage)
     ctx = render(cfg, day, scored, actions, kpi, validated, history, stage, parents)
     if emails:  # a backfill's earlier dates: their outbox stays empty
-        compose_emails(cfg, scored, actions, ctx, sender, stage)
+        compose_emails(cfg, scored, actions, ctx, sender, stage, loop.advanced.state, drawn)
     run = {
         "run_at": run_time,
         "config_hash": cfg.fingerprint(),

@@ -130,6 +130,14 @@ class ReportConfig(_Strict):
     top_n: int = 25  # rows in each list of the report
 
 
+class EmailConfig(_Strict):
+    """The ``[email]`` table: how large the e-mails may grow."""
+
+    # CSVs are attached while their total stays within this many bytes; the rest are written
+    # to <output dir>/<date>/attachments/ and the e-mail says where
+    attach_max_bytes: int = Field(5_000_000, ge=0)
+
+
 class ValidationConfig(_Strict):
     """The ``[validation]`` table: when bad rows stop a run, and which engine checks."""
 
@@ -394,6 +402,7 @@ class Config(_Strict):
     rollup: RollupConfig = Field(default_factory=RollupConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)  # Slack / Teams (SPEC 10.2)
     writeback: WritebackConfig | None = None  # CRM write-back (SPEC 10.2)
+    email: EmailConfig = Field(default_factory=EmailConfig)
     base_dir: Path = Path()  # the folder of the config file; set by load_config
 
     @field_validator("sources")

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from tasks.config import (
     AlertsConfig,
     CurrencyConfig,
+    EmailConfig,
     KpiConfig,
     OutputConfig,
     PlaybookSettings,
@@ -133,6 +134,8 @@ _HELP: dict[str, str] = {
     "report.recipients": "who receives the stakeholder report",
     "report.csm_digests": "send each CSM (accounts.csm_email) a digest of their accounts",
     "report.top_n": "rows in each list of the report",
+    "email.attach_max_bytes": "CSVs are attached up to this total size; larger ones are "
+    "written to <dir>/<date>/attachments/ and the e-mail says where",
     "validation.max_invalid_share": "above this share of invalid rows a dataset stops the run",
     "validation.gx_max_rows": "larger datasets run their suite translated into Polars",
     "windows.usage_days": "days of product usage behind usage and engagement measures",
@@ -263,6 +266,7 @@ def starter_config() -> str:
     lines = [_HEADER, _SOURCES]
     lines += _table("output", _fields(OutputConfig.model_validate({})))
     lines += _table("report", _fields(ReportConfig.model_validate({})))
+    lines += _table("email", _fields(EmailConfig.model_validate({})))
     lines += _table("validation", _fields(ValidationConfig.model_validate({})))
     lines += ["# windows: days of history behind each kind of measure, ending on the as-of date"]
     lines += _table("windows", _fields(WindowsConfig.model_validate({})))

@@ -91,7 +91,8 @@ def build_message(
         }
         for c in charts or []
     ]
-    ctx = {**context, "subject": header_safe(subject), "images": images}
+    optional = {"attach_note": None, "sections": None, "summary": None, "headline": None}
+    ctx = {**optional, **context, "subject": header_safe(subject), "images": images}
     msg.set_content(env.get_template("email.txt.j2").render(**ctx))
     msg.add_alternative(_inline(env.get_template("email.html.j2").render(**ctx)), subtype="html")
     html = msg.get_body(("html",))

@@ -1,19 +1,90 @@
-"""The report's charts as inline SVG data (score distribution, trend, segment mix).
+"""Every chart of the report and the e-mails, drawn once with Vega-Altair.
 
-The report needs no JavaScript and no network; the e-mails draw the same chart data as PNG
-images (``tasks.mail.charts``).
+One function per chart returns a :class:`ChartSpec` (the Vega-Lite spec with its alt text,
+caption and facts the templates print); two exporters turn a spec into inline SVG for the
+report (``to_svg``) and PNG for the e-mails (``to_png``). vl-convert renders both without a
+browser or the network. Colours are the Okabe-Ito segment colours of ``tasks.report.format``;
+every text is dark on white (WCAG AA) and every colour also has its segment's name beside it.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypedDict
 
+import altair as alt
 import polars as pl
+import vl_convert
 
 from tasks.config import Config
 from tasks.report.format import SEGMENT_COLOURS, SEGMENT_INK, SEGMENT_LABELS
+
+WIDTH = 520  # the plot area; axes and legend add about 100 px
+FONT = "Helvetica, Arial, 'Liberation Sans', 'DejaVu Sans', sans-serif"
+INK, MUTED, GRID = "#1a1a1a", "#444444", "#e3e3e3"
+LINE = "#0072B2"  # Okabe-Ito blue: the one series of the trend
+PNG_SCALE = 2  # e-mail images at twice their CSS size: sharp on high-density screens
+# at risk at the bottom of each column, insufficient data on top
+STACK_ORDER = ("at_risk", "neutral", "healthy", "insufficient_data")
+_CONFIG: dict[str, Any] = {
+    "font": FONT,
+    "background": "#ffffff",
+    "padding": 8,
+    "view": {"stroke": None},
+    "axis": {
+        "labelColor": MUTED,
+        "titleColor": INK,
+        "labelFontSize": 11,
+        "titleFontSize": 12,
+        "titleFontWeight": 600,
+        "gridColor": GRID,
+        "domainColor": "#767676",
+        "tickColor": "#767676",
+        "labelOverlap": "greedy",  # a label that would touch its neighbour is not drawn
+        "labelFlush": True,
+    },
+    "legend": {
+        "labelColor": INK,
+        "titleColor": INK,
+        "labelFontSize": 11,
+        "titleFontSize": 12,
+        "orient": "bottom",
+        "direction": "horizontal",
+        "symbolType": "square",
+    },
+}
+
+
+class ChartSpec(TypedDict):
+    """One chart: its Vega-Lite spec, what it says in words, and (for the report) its SVG."""
+
+    name: str  # a file-name-safe key, also the e-mail image's name
+    caption: str
+    alt: str
+    spec: dict[str, Any]
+    facts: dict[str, Any]  # numbers the templates print beside the chart
+    svg: str  # filled by with_svg for the report; empty until then
+
+
+def _chart(name: str, caption: str, alt_text: str, chart: Any, **facts: Any) -> ChartSpec:
+    spec = chart.configure(**_CONFIG).to_dict(validate=False)
+    return {
+        "name": name,
+        "caption": caption,
+        "alt": alt_text,
+        "spec": spec,
+        "facts": facts,
+        "svg": "",
+    }
+
+
+def _data(rows: list[dict[str, Any]]) -> Any:
+    # inline data: the spec carries its numbers, nothing is fetched
+    return alt.Data(values=rows)  # type: ignore[no-untyped-call]
 
 
 def _band(score_mid: float, cfg: Config) -> str:
@@ -23,173 +94,261 @@ def _band(score_mid: float, cfg: Config) -> str:
     return "at_risk" if score_mid < seg.at_risk else "neutral"
 
 
+def _segment_scale(keys: Sequence[str], labels: Mapping[str, str]) -> Any:
+    return alt.Scale(domain=[labels[k] for k in keys], range=[SEGMENT_COLOURS[k] for k in keys])
+
+
 def histogram(
-    scores: pl.Series, cfg: Config, width: int = 560, height: int = 180
-) -> dict[str, Any]:
-    """Lay out a 10-point score histogram, each bar coloured by its segment band."""
+    scores: pl.Series, cfg: Config, name: str = "score-distribution", whose: str = ""
+) -> ChartSpec:
+    """Draw the 10-point score histogram, each bar in its segment's colour, counts above."""
     bins = (scores.drop_nulls() // 10).clip(0, 9).cast(pl.Int64).value_counts()
     counts = dict.fromkeys(range(10), 0) | dict(bins.iter_rows())
-    top = max(counts.values()) or 1
-    bw, base = width / 10, height - 34
-    bars = []
-    for i, c in counts.items():
-        h = (base - 20) * c / top
-        band = _band(i * 10 + 5, cfg)
-        bars.append(
-            {
-                "x": round(i * bw + 3, 1),
-                "y": round(base - h, 1),
-                "w": round(bw - 6, 1),
-                "h": round(h, 1),
-                "colour": SEGMENT_COLOURS[band],
-                "segment": SEGMENT_LABELS[band],
-                "count": c,
-                "count_y": round(base - h - 4, 1),
-                "label": f"{i * 10}–{i * 10 + 10}",
-                "lx": round(i * bw + bw / 2, 1),
-            }
-        )
     seg = cfg.scoring.segments
-    edges = [
-        ("at_risk", 0.0, seg.at_risk, f"At risk < {seg.at_risk:g}"),
-        ("neutral", seg.at_risk, seg.healthy, "Neutral"),
-        ("healthy", seg.healthy, 100.0, f"Healthy ≥ {seg.healthy:g}"),
-    ]
-    return {
-        "width": width,
-        "height": height,
-        "bars": bars,
-        "axis_y": base,
-        "label_y": base + 14,
-        "band_y": height - 4,
-        "bands": [
-            {"x": round((lo + hi) / 2 / 100 * width, 1), "label": label, "ink": SEGMENT_INK[key]}
-            for key, lo, hi, label in edges
-            if hi > lo
-        ],
-        "thresholds": [
-            {"x": round(t / 100 * width, 1), "y1": 8, "y2": base}
-            for t in (seg.at_risk, seg.healthy)
-        ],
-        "total": sum(counts.values()),
+    labels = {
+        "at_risk": f"At risk (< {seg.at_risk:g})",
+        "neutral": "Neutral",
+        "healthy": f"Healthy (≥ {seg.healthy:g})",
     }
+    rows: list[dict[str, Any]] = [
+        {"lo": i * 10, "hi": i * 10 + 10, "count": c, "segment": labels[_band(i * 10 + 5, cfg)]}
+        for i, c in counts.items()
+    ]
+    keys = [
+        k for k in ("at_risk", "neutral", "healthy") if any(labels[k] == r["segment"] for r in rows)
+    ]
+    x = alt.X(
+        "lo:Q",
+        title="Health score (10-point bins)",
+        scale=alt.Scale(domain=[0, 100], nice=False),
+        axis=alt.Axis(values=list(range(0, 101, 10)), grid=False),
+    )
+    base = alt.Chart(_data(rows)).encode(x=x, x2="hi:Q")
+    bars = base.mark_bar(binSpacing=2, stroke="#ffffff", strokeWidth=1).encode(
+        y=alt.Y(
+            "count:Q",
+            title="Accounts",
+            scale=alt.Scale(domain=[0, max(counts.values()) * 1.12 or 1]),
+            axis=alt.Axis(tickMinStep=1, grid=True),
+        ),
+        y2=alt.datum(0),
+        color=alt.Color(
+            "segment:N",
+            scale=_segment_scale(keys, labels),
+            title=None,
+            sort=[labels[k] for k in keys],
+        ),
+    )
+    text = (
+        alt.Chart(_data([{**r, "mid": r["lo"] + 5} for r in rows]))
+        .mark_text(dy=-6, fontSize=10, color=INK)
+        .encode(x="mid:Q", y="count:Q", text=alt.Text("count:Q", format=","))
+    )
+    rules = (
+        alt.Chart(_data([{"t": seg.at_risk}, {"t": seg.healthy}]))
+        .mark_rule(strokeDash=[3, 3], color="#767676")
+        .encode(x="t:Q")
+    )
+    total = sum(counts.values())
+    chart = (rules + bars + text).properties(width=WIDTH, height=170)
+    who = f"{whose} " if whose else ""
+    alt_text = (
+        f"Histogram of the health scores of {total:,} {who}accounts in 10-point bins: "
+        + ", ".join(f"{r['lo']}–{r['hi']}: {r['count']:,}" for r in rows if r["count"])
+        + f". At risk below {seg.at_risk:g}, healthy from {seg.healthy:g}."
+    )
+    caption = f"Scores of {who}accounts" if who else "Score distribution"
+    return _chart(name, caption, alt_text, chart, total=total)
 
 
-def _nice_range(values: list[float]) -> tuple[float, float, float]:
+def _nice_range(values: list[float]) -> tuple[float, float]:
     lo = max(0.0, math.floor((min(values) - 2) / 5) * 5)
     hi = min(100.0, math.ceil((max(values) + 2) / 5) * 5)
     if hi - lo < 10:
         lo, hi = max(0.0, hi - 10), max(hi, lo + 10)
-    step = 5.0 if hi - lo <= 30 else 10.0 if hi - lo <= 60 else 20.0
-    return lo, hi, step
+    return lo, hi
 
 
-def trend_chart(
-    points: list[tuple[str, float | None]], cfg: Config, width: int = 560, height: int = 180
-) -> dict[str, Any] | None:
-    """Lay out the mean score per week on a labelled axis (needs two or more weeks)."""
+def _date_axis(weeks: int) -> Any:
+    # a label every month or so: readable dates along the whole axis, never colliding
+    return alt.Axis(
+        format="%d %b %Y" if weeks <= 6 else "%b %Y",
+        tickCount={"interval": "week", "step": 1}
+        if weeks <= 6
+        else {"interval": "month", "step": 1 if weeks <= 30 else 2},
+        labelAngle=0,
+        grid=False,
+    )
+
+
+def trend_chart(points: list[tuple[str, float | None]], cfg: Config) -> ChartSpec | None:
+    """Draw the mean score per week as a line, with the segment thresholds (two weeks on)."""
     pts = [(d, v) for d, v in points if v is not None]
     if len(pts) < 2:
         return None
-    lo, hi, step = _nice_range([v for _, v in pts])
-    left, right, top, bottom = 40, width - 14, 12, height - 26
-
-    def y_of(v: float) -> float:
-        return round(bottom - (bottom - top) * (v - lo) / (hi - lo), 1)
-
-    dx = (right - left) / (len(pts) - 1)
-    dots = [
-        {
-            "x": round(left + i * dx, 1),
-            "y": y_of(v),
-            "value": f"{v:.1f}",
-            "label": f"{d}: mean score {v:.1f}",
-        }
-        for i, (d, v) in enumerate(pts)
-    ]
+    lo, hi = _nice_range([v for _, v in pts])
+    rows = [{"as_of": d, "mean": round(v, 1)} for d, v in pts]
     seg = cfg.scoring.segments
     refs = [
-        {"y": y_of(t), "colour": SEGMENT_COLOURS[k], "ink": SEGMENT_INK[k], "label": label}
+        {"y": t, "label": label, "colour": SEGMENT_COLOURS[k], "ink": SEGMENT_INK[k]}
         for k, t, label in (
             ("healthy", seg.healthy, f"healthy ≥ {seg.healthy:g}"),
             ("at_risk", seg.at_risk, f"at risk < {seg.at_risk:g}"),
         )
         if lo <= t <= hi
     ]
-    n_ticks = round((hi - lo) / step)
-    return {
-        "width": width,
-        "height": height,
-        "left": left,
-        "right": right,
-        "tick_x": left - 6,
-        "polyline": " ".join(f"{d['x']},{d['y']}" for d in dots),
-        "dots": dots,
-        "ticks": [
-            {"y": y_of(lo + i * step), "label": f"{lo + i * step:g}"} for i in range(n_ticks + 1)
-        ],
-        "references": refs,
-        "xlabels": [
-            {"x": left, "label": pts[0][0], "anchor": "start"},
-            {"x": right, "label": pts[-1][0], "anchor": "end"},
-        ],
-        "xlabel_y": height - 4,
-        "last": dots[-1],
-        "last_label_x": round(left + (len(pts) - 1) * dx - 4, 1),
-        "last_label_y": round(y_of(pts[-1][1]) - 8, 1),
-        "weeks": len(pts),
-        "first_date": pts[0][0],
-        "last_date": pts[-1][0],
-        "lo": f"{min(v for _, v in pts):.1f}",
-        "hi": f"{max(v for _, v in pts):.1f}",
-    }
+    x = alt.X("as_of:T", title="Week ending", axis=_date_axis(len(pts)))
+    y = alt.Y("mean:Q", title="Mean score", scale=alt.Scale(domain=[lo, hi], nice=False))
+    line = (
+        alt.Chart(_data(rows))
+        .mark_line(color=LINE, strokeWidth=2, point=alt.OverlayMarkDef(color=LINE, size=24))
+        .encode(x=x, y=y)
+    )
+    layers: list[Any] = [line]
+    if refs:
+        ref = alt.Chart(_data(refs))
+        layers.insert(
+            0,
+            ref.mark_rule(strokeDash=[4, 3]).encode(
+                y="y:Q", color=alt.Color("colour:N", scale=None)
+            ),
+        )
+        layers.append(
+            ref.mark_text(align="left", dx=4, fontSize=11, fontWeight=600).encode(
+                y="y:Q",
+                x=alt.value(WIDTH - 90),
+                text="label:N",
+                color=alt.Color("ink:N", scale=None),
+            )
+        )
+    chart = alt.layer(*layers).properties(width=WIDTH - 90, height=170)
+    first, last = pts[0], pts[-1]
+    low, high = min(v for _, v in pts), max(v for _, v in pts)
+    alt_text = (
+        f"Line chart of the mean health score per week, {len(pts)} weeks from {first[0]} "
+        f"({first[1]:.1f}) to {last[0]} ({last[1]:.1f}); lowest {low:.1f}, highest {high:.1f}."
+    )
+    caption = f"Mean score per week, {first[0]} to {last[0]} ({len(pts)} weeks)"
+    return _chart(
+        "trend",
+        caption,
+        alt_text,
+        chart,
+        weeks=len(pts),
+        first_date=first[0],
+        last_date=last[0],
+        last=f"{last[1]:.1f}",
+        lo=f"{low:.1f}",
+        hi=f"{high:.1f}",
+    )
 
 
-def segment_mix_chart(
-    history: Sequence[Mapping[str, Any]], width: int = 560, height: int = 150
-) -> dict[str, Any] | None:
-    """Lay out one stacked column per week: the share of accounts in each segment."""
+def segment_mix_chart(history: Sequence[Mapping[str, Any]]) -> ChartSpec | None:
+    """Draw the share of accounts in each segment per week, stacked (two weeks on)."""
     weeks = [k for k in history if sum((k.get("accounts_by_segment") or {}).values())]
     if len(weeks) < 2:
         return None
-    left, right, top, bottom = 40, width - 14, 8, height - 22
-    slot = (right - left) / len(weeks)
-    cols = []
-    for i, k in enumerate(weeks):
+    rows = []
+    for k in weeks:
         counts = k["accounts_by_segment"]
         total = sum(counts.values())
-        y = float(bottom)
-        parts = []
-        for s in ("at_risk", "neutral", "healthy", "insufficient_data"):
-            h = (bottom - top) * counts.get(s, 0) / total
-            y -= h
-            parts.append(
+        for order, s in enumerate(STACK_ORDER):
+            n = counts.get(s, 0)
+            rows.append(
                 {
-                    "y": round(y, 1),
-                    "h": round(h, 1),
-                    "colour": SEGMENT_COLOURS[s],
-                    "title": f"{k['as_of']}: {SEGMENT_LABELS[s]} {counts.get(s, 0)} "
-                    f"({100 * counts.get(s, 0) / total:.0f}%)",
+                    "as_of": k["as_of"],
+                    "segment": SEGMENT_LABELS[s],
+                    "share": n / total,
+                    "order": order,
                 }
             )
-        cols.append({"x": round(left + i * slot + 2, 1), "w": round(slot - 4, 1), "parts": parts})
-    return {
-        "width": width,
-        "height": height,
-        "columns": cols,
-        "ticks": [
-            {"y": round(bottom - (bottom - top) * f, 1), "label": f"{f:.0%}"} for f in (0, 0.5, 1)
-        ],
-        "left": left,
-        "right": right,
-        "tick_x": left - 6,
-        "xlabels": [
-            {"x": left, "label": weeks[0]["as_of"], "anchor": "start"},
-            {"x": right, "label": weeks[-1]["as_of"], "anchor": "end"},
-        ],
-        "xlabel_y": height - 4,
-        "legend": [
-            {"label": SEGMENT_LABELS[s], "colour": SEGMENT_COLOURS[s]}
-            for s in ("healthy", "neutral", "at_risk", "insufficient_data")
-        ],
-    }
+    legend = ("healthy", "neutral", "at_risk", "insufficient_data")
+    chart = (
+        alt.Chart(_data(rows))
+        .mark_area(opacity=1, interpolate="step-after")
+        .encode(
+            x=alt.X("as_of:T", title="Week ending", axis=_date_axis(len(weeks))),
+            y=alt.Y(
+                "share:Q",
+                title="Share of accounts",
+                stack="normalize",
+                axis=alt.Axis(format="%", values=[0, 0.25, 0.5, 0.75, 1]),
+            ),
+            color=alt.Color(
+                "segment:N",
+                scale=_segment_scale(legend, SEGMENT_LABELS),
+                sort=[SEGMENT_LABELS[s] for s in legend],
+                title=None,
+            ),
+            order=alt.Order("order:Q"),
+        )
+        .properties(width=WIDTH, height=150)
+    )
+    last = weeks[-1]
+    total = sum(last["accounts_by_segment"].values())
+    alt_text = (
+        f"Stacked area chart of the share of accounts per segment over {len(weeks)} weeks, "
+        f"{weeks[0]['as_of']} to {last['as_of']}; in the last week "
+        + ", ".join(
+            f"{SEGMENT_LABELS[s]} {100 * last['accounts_by_segment'].get(s, 0) / total:.0f}%"
+            for s in legend
+        )
+        + "."
+    )
+    return _chart("segment-mix", "Accounts per segment per week", alt_text, chart, weeks=len(weeks))
+
+
+_SVG_OPEN = re.compile(r"<svg\b")
+_lock = threading.Lock()
+_pool: list[ThreadPoolExecutor] = []
+_WARM_SPEC = {
+    "data": {"values": [{"a": 1}]},
+    "mark": "point",
+    "encoding": {"x": {"field": "a", "type": "quantitative"}},
+}
+
+
+def _engine() -> ThreadPoolExecutor:
+    # One worker thread owns every export: vl-convert runs one conversion at a time anyway and
+    # releases the GIL while it renders, so a run goes on computing while its charts are drawn.
+    with _lock:
+        if not _pool:
+            _pool.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="chs-charts"))
+            _pool[0].submit(vl_convert.vegalite_to_svg, _WARM_SPEC)  # the engine's ~1 s start
+        return _pool[0]
+
+
+def warm_up() -> None:
+    """Start vl-convert's JavaScript engine in the background; calling it again does nothing."""
+    _engine()
+
+
+def _svg(chart: ChartSpec) -> str:
+    svg = vl_convert.vegalite_to_svg(chart["spec"])
+    label = chart["alt"].replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+    svg = svg.replace(' class="marks"', "", 1)
+    return _SVG_OPEN.sub(f'<svg role="img" aria-label="{label}" class="chart"', svg, count=1)
+
+
+def _png(chart: ChartSpec) -> bytes:
+    return bytes(vl_convert.vegalite_to_png(chart["spec"], scale=PNG_SCALE))
+
+
+def submit_svg(chart: ChartSpec) -> Future[str]:
+    """Start exporting a chart as an inline SVG element (labelled for screen readers)."""
+    return _engine().submit(_svg, chart)
+
+
+def submit_png(chart: ChartSpec) -> Future[bytes]:
+    """Start exporting a chart as a PNG image at twice its CSS size, for an e-mail."""
+    return _engine().submit(_png, chart)
+
+
+def to_svg(chart: ChartSpec) -> str:
+    """Export a chart as an inline SVG element, labelled for screen readers."""
+    return submit_svg(chart).result()
+
+
+def to_png(chart: ChartSpec) -> bytes:
+    """Export a chart as a PNG image (twice its CSS size) for an e-mail."""
+    return submit_png(chart).result()

@@ -13,7 +13,7 @@ from tasks.config import Config
 from tasks.kpis import Kpis
 from tasks.report.backtest_view import backtest_view
 from tasks.report.cards import headline_cards, method_view, validation_rows
-from tasks.report.charts import histogram, segment_mix_chart, trend_chart
+from tasks.report.charts import ChartSpec, histogram, segment_mix_chart, submit_svg, trend_chart
 from tasks.report.format import SEGMENT_COLOURS, SEGMENT_LABELS, money
 from tasks.report.parents import parent_rows
 from tasks.report.prediction_view import prediction_view
@@ -60,9 +60,9 @@ class ReportContext(TypedDict):
     headline: list[dict[str, Any]]
     headline_rows: list[list[dict[str, Any]]]
     segments: list[dict[str, Any]]
-    histogram: dict[str, Any]
-    trend: dict[str, Any] | None
-    segment_mix: dict[str, Any] | None
+    histogram: ChartSpec
+    trend: ChartSpec | None
+    segment_mix: ChartSpec | None
     trend_rows: list[dict[str, Any]]
     movement: dict[str, Any] | None
     at_risk: list[dict[str, Any]]
@@ -102,7 +102,12 @@ def build_context(inputs: ReportInputs) -> ReportContext:
     weeks = [*(history or []), kpis]
     at_risk = lists["at_risk"]
     headline = headline_cards(kpis, prev)
-    return {
+    hist = histogram(scores["score"], cfg)
+    trend = trend_chart([(k["as_of"], k.get("mean_score")) for k in weeks], cfg)
+    mix = segment_mix_chart(weeks)
+    # drawn in the background while the rest of the context is computed
+    svgs = {c["name"]: submit_svg(c) for c in (hist, trend, mix) if c is not None}
+    ctx: ReportContext = {
         "title": cfg.report.title,
         "company": cfg.report.company,
         "as_of": as_of.isoformat(),
@@ -111,9 +116,9 @@ def build_context(inputs: ReportInputs) -> ReportContext:
         "headline": headline,
         "headline_rows": [headline[:5], headline[5:]],
         "segments": segment_rows(kpis, prev),
-        "histogram": histogram(scores["score"], cfg),
-        "trend": trend_chart([(k["as_of"], k.get("mean_score")) for k in weeks], cfg),
-        "segment_mix": segment_mix_chart(weeks),
+        "histogram": hist,
+        "trend": trend,
+        "segment_mix": mix,
         "trend_rows": trend_rows_of(weeks),
         "movement": movement,
         "at_risk": account_rows(at_risk.head(n), actions, comments),
@@ -142,3 +147,7 @@ def build_context(inputs: ReportInputs) -> ReportContext:
             inputs.rollup, scores, inputs.accounts if inputs.accounts is not None else scores, n
         ),
     }
+    for chart in (hist, trend, mix):
+        if chart is not None:
+            chart["svg"] = svgs[chart["name"]].result()
+    return ctx

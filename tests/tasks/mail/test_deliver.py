@@ -38,7 +38,6 @@ from flows.params import WeeklyParams
 from flows.weekly import weekly_flow
 from tasks.config import Config, parse_config
 from tasks.errors import ConfigError
-from tasks.mail.charts import decode_png
 from tasks.mail.compose import build_emails
 from tasks.mail.message import build_message, header_safe, safe_csv, valid_address
 from tasks.mail.outbox import SENT_LOG, DeliveryError, pending, write_outbox
@@ -46,6 +45,7 @@ from tasks.mail.smtp import SmtpSettings, send_outbox
 from tasks.report.context import ReportInputs, build_context
 from tasks.report.templates import render_report
 from tests.conftest import DEMO_END
+from tests.tasks.mail.png import decode_png
 
 AS_OF = date(2026, 11, 16)
 PASSWORD = "s3cret-Pa55-7f1c"  # unique, so a leak anywhere is easy to find

@@ -58,7 +58,8 @@ PROBE = """<script>
     images: document.images.length,
     broken_images: [...document.images].filter((i) => !i.complete || i.naturalWidth === 0).length,
     charts: [...document.querySelectorAll("svg")].map((s) => [box(s).width, box(s).height]),
-    chart_marks: document.querySelectorAll("svg rect, svg polyline").length,
+    chart_marks: document.querySelectorAll("svg path, svg rect, svg line").length,
+    axis_titles: [...document.querySelectorAll("svg .role-axis-title text")].map((t) => t.textContent),
     hidden_sections: SECTIONS.filter((id) => !document.getElementById(id) || box(document.getElementById(id)).height < 20),
     page_width: document.documentElement.scrollWidth,
     title: document.title,
@@ -212,6 +213,15 @@ def test_demo_report_renders_in_chromium(demo_report: Path, tmp_path: Path) -> N
     assert len(probe["charts"]) >= 3
     assert all(w > 200 and h > 80 for w, h in probe["charts"])
     assert probe["chart_marks"] > 20
+    # every library-drawn chart names its axes
+    for title in (
+        "Health score (10-point bins)",
+        "Accounts",
+        "Week ending",
+        "Mean score",
+        "Share of accounts",
+    ):
+        assert title in probe["axis_titles"], title
     assert probe["hidden_sections"] == []
     assert probe["page_width"] <= 1280  # no sideways scrolling at 1280 px
     assert probe["title"].startswith("Customer health")
