@@ -188,6 +188,7 @@ def _digest_email(
         "list_title": f"Actions, most urgent first ({shown.height} of {part.height}"
         + ("; the attached CSV has them all)" if shown.height < part.height else ")"),
         "rows": shown.to_dicts(),
+        "account_pages": context["account_pages"],
         "footer": "You receive this because you are the CSM of these accounts.",
     }
     charts = [
