@@ -12,9 +12,11 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import polars as pl
+from markupsafe import Markup
 
 from tasks.config import Config
 from tasks.lifecycle import LIVE
+from tasks.report.accounts.history import SERIES_COLUMNS
 from tasks.report.accounts.phrases import describe, label
 from tasks.report.accounts.svg import Mark, history_svg, sparkline_svg, waterfall_svg
 from tasks.report.format import SEGMENT_LABELS, fmt_num, fmt_signed, money
@@ -49,7 +51,7 @@ class PageData:
     cfg: Config
     as_of: date
     scored: dict[str, dict[str, Any]]  # account_id -> this run's row
-    series: dict[str, pl.DataFrame]  # ... its stored weeks before this run
+    series: dict[str, dict[str, list[Any]]]  # ... its stored weeks: column -> values
     prev: dict[str, dict[str, Any]]  # ... last week's stored row (contributions included)
     actions: dict[str, pl.DataFrame]
     comments: dict[str, pl.DataFrame]
@@ -84,7 +86,7 @@ class PageData:
             cfg=cfg,
             as_of=as_of,
             scored=_rows(scored.filter(pl.col("account_id").is_in(keep))),
-            series=_by_account(mine("series")),
+            series=_series(mine("series")),
             prev=_rows(mine("prev")),
             actions=_by_account(mine("actions")),
             comments=_by_account(_recent_comments(mine("surveys"), as_of, cfg.windows.survey_days)),
@@ -140,20 +142,35 @@ def _children(
     }
 
 
+def _series(series: pl.DataFrame | None) -> dict[str, dict[str, list[Any]]]:
+    """Return each account's stored weeks as one list per column (one pass, not per page)."""
+    if series is None or series.is_empty():
+        return {}
+    lists = series.group_by("account_id").agg(
+        pl.col("as_of").dt.strftime("%Y-%m-%d"), *[pl.col(c) for c in SERIES_COLUMNS[2:]]
+    )
+    return {r["account_id"]: r for r in lists.to_dicts()}
+
+
 def _history(data: PageData, row: dict[str, Any]) -> dict[str, Any]:
-    past = data.series.get(row["account_id"])
-    weeks = [*(past.to_dicts() if past is not None else []), {**row, "as_of": data.as_of}]
-    dates = [w["as_of"].isoformat() for w in weeks]
+    past = data.series.get(row["account_id"], {})
+    dates = [*past.get("as_of", []), data.as_of.isoformat()]
+    cols = {c: [*past.get(c, []), row.get(c)] for c in SERIES_COLUMNS[2:]}
     seg = data.cfg.scoring.segments
     name = row.get("name") or row["account_id"]
+    # numbers and ISO dates only, so the table's rows are built here: 52 rows of 8 cells
+    # through the template's filters were half of each page's rendering time
+    cells = [[f"<td>{d}</td>" for d in dates]]
+    cells += [
+        [f'<td class="num">{fmt_num(v, 1 if c == "score" else 0)}</td>' for v in values]
+        for c, values in cols.items()
+    ]
     return {
-        "weeks": [
-            {"as_of": d, "score": w.get("score"), **{k: w.get(k) for k in DIMENSIONS}}
-            for d, w in zip(dates, weeks, strict=True)
-        ],
+        "weeks": len(dates),
+        "rows": [Markup("".join(week)) for week in zip(*cells, strict=True)],
         "chart": history_svg(
             dates,
-            [w.get("score") for w in weeks],
+            cols["score"],
             data.marks,
             (seg.at_risk, seg.healthy),
             f"Health score of {name} per week from {dates[0]} to {dates[-1]}",
@@ -162,7 +179,7 @@ def _history(data: PageData, row: dict[str, Any]) -> dict[str, Any]:
             {
                 "name": d,
                 "value": fmt_num(row.get(d)),
-                "chart": sparkline_svg([w.get(d) for w in weeks], f"{d} per week"),
+                "chart": sparkline_svg(cols[d], f"{d} per week"),
             }
             for d in DIMENSIONS
         ],
