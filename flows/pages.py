@@ -6,6 +6,7 @@ import time
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 from prefect import get_run_logger, task
@@ -13,11 +14,15 @@ from prefect.cache_policies import NONE
 
 from tasks.config import Config
 from tasks.history.connect import open_history
-from tasks.history.context import HistoryContext
 from tasks.report.accounts.context import PageData
 from tasks.report.accounts.history import config_marks, read_series
 from tasks.report.accounts.pages import PagePlan, own_hrefs, write_pages
 from tasks.validate import ValidatedDataset
+
+if TYPE_CHECKING:  # importing it here would pull in scikit-learn (calibration) before
+    # flows.steps does: the CLI imports the flows while Great Expectations loads in a thread,
+    # and both reach narwhals (a cross-thread import deadlock that main's order avoids)
+    from tasks.history.context import HistoryContext
 
 
 @task(name="account-pages", cache_policy=NONE)

@@ -133,6 +133,8 @@ _HELP: dict[str, str] = {
     "report.recipients": "who receives the stakeholder report",
     "report.csm_digests": "send each CSM (accounts.csm_email) a digest of their accounts",
     "report.top_n": "rows in each list of the report",
+    "report.base_url": "where the output folder is served: e-mails link the account pages "
+    "there (default: the published files, file://)",
     "validation.max_invalid_share": "above this share of invalid rows a dataset stops the run",
     "validation.gx_max_rows": "larger datasets run their suite translated into Polars",
     "windows.usage_days": "days of product usage behind usage and engagement measures",

@@ -227,3 +227,10 @@ def test_kpi_header_shows_cac_when_kpis_have_it() -> None:
     assert "4 new accounts" in cards["CAC"]["note"]
     assert cards["CLV : CAC"]["value"] == "3.2×"
     assert cards["CAC"]["delta_text"] == "▼ -250 vs last week"
+
+
+def test_chs_run_takes_pages_all() -> None:
+    from flows.cli.parser import parser
+
+    assert parser().parse_args(["run"]).pages == "listed"
+    assert parser().parse_args(["run", "--pages", "all"]).pages == "all"
