@@ -17,6 +17,7 @@ from tasks.report.accounts.history import config_marks, trend_marks
 from tasks.report.accounts.pages import PagePlan, page_accounts, page_file, page_href, write_pages
 from tasks.report.accounts.phrases import PHRASES, describe
 from tasks.report.cards import headline_cards
+from tasks.report.templates import environment
 from tasks.schemas import DIMENSIONS
 
 D = date(2026, 3, 2)
@@ -234,3 +235,36 @@ def test_chs_run_takes_pages_all() -> None:
 
     assert parser().parse_args(["run"]).pages == "listed"
     assert parser().parse_args(["run", "--pages", "all"]).pages == "all"
+
+
+def test_a_parent_at_risk_gets_a_page_listing_its_children(tmp_path: Path) -> None:
+    cfg, frames = _run(tmp_path)
+    scored = frames["scored"]
+    assert scored is not None
+    # A3 (healthy itself) is the parent of A1 and A2; their ARR-weighted roll-up is at risk
+    frames["accounts"] = pl.DataFrame(
+        {"account_id": ["A1", "A2", "A3"], "parent_account_id": ["A3", "A3", None]}
+    )
+    frames["rollup"] = pl.DataFrame(
+        {
+            "account_id": ["A3"],
+            "children_n": [2],
+            "score": [38.0],
+            "segment": ["at_risk"],
+            "share_at_risk": [1 / 3],
+            "method": ["arr_weighted"],
+            "top_drivers": ["A1: license_utilisation (-26.7)"],
+        }
+    )
+    no_work = pl.DataFrame(schema={"account_id": pl.String, "status": pl.String})
+    assert page_accounts(scored, no_work, frames["rollup"], "listed") == ["A1", "A3"]
+    data = PageData.of(cfg, D, frames, ["A1", "A3"], [], {"A1": "A1.html", "A3": "A3.html"})
+    ctx = page_context(data, "A3")
+    # worst child first, linked when it has a page of its own
+    assert [(c["account_id"], c["score"], c["href"]) for c in ctx["children"]] == [
+        ("A1", 31.0, "A1.html"),
+        ("A2", 55.0, None),
+    ]
+    html = environment().get_template("account.html.j2").render(**ctx)
+    assert "Roll-up score 38 (arr_weighted) over 2 children; 33% of their ARR is at risk." in html
+    assert '<a href="A1.html">Acme</a>' in html
