@@ -75,5 +75,5 @@ def trend_marks(
     for m in marks:
         if m.as_of in index:
             x = round(left + index[m.as_of] * step, 1)
-            out.append({"as_of": m.as_of, "label": m.label, "x": x, "label_x": x + 2, "y2": bottom})
+            out.append({"as_of": m.as_of, "label": m.label, "x": x, "label_x": x - 2, "y2": bottom})
     return out

@@ -68,7 +68,7 @@ def test_config_marks_name_the_weeks_whose_hash_changed() -> None:
     dates = [(D - timedelta(days=7 * k)).isoformat() for k in (3, 2, 1, 0)]
     placed = trend_marks({"left": 40, "right": 100, "height": 180}, dates, marks)
     assert placed == [
-        {"as_of": dates[2], "label": marks[0].label, "x": 80.0, "label_x": 82.0, "y2": 154.0}
+        {"as_of": dates[2], "label": marks[0].label, "x": 80.0, "label_x": 78.0, "y2": 154.0}
     ]
 
 
