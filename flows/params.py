@@ -51,6 +51,13 @@ class WeeklyParams(RunOptions):
     as_of: date | None = Field(
         None, description="score as of this date (default: the run time's date in UTC)"
     )
+    pages: Literal["listed", "all"] = Field(
+        "listed",
+        description=(
+            "write accounts/<account_id>.html for the accounts at risk or with an open action "
+            "('listed') or for every scored account ('all')"
+        ),
+    )
 
 
 class BackfillParams(RunOptions):

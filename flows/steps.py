@@ -26,6 +26,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
+from flows.pages import account_pages
 from flows.params import RunOptions
 from tasks.actions import recommend
 from tasks.backfill import SpanWindow
@@ -45,6 +46,7 @@ from tasks.mail.outbox import write_outbox
 from tasks.mail.smtp import SmtpSettings, send_outbox
 from tasks.outputs import discard, publish, scores_table, stage_outputs, validation_json
 from tasks.overrides import apply_overrides, load_overrides
+from tasks.report.accounts.pages import PageMode, PagePlan, links, page_accounts
 from tasks.report.backtest_view import read_backtest
 from tasks.report.charts import warm_up as warm_up_charts
 from tasks.report.context import ReportContext, ReportInputs, build_context
@@ -327,6 +329,7 @@ def render(
     history: HistoryContext,
     stage: Path,
     parents: pl.DataFrame | None = None,
+    pages: PagePlan | None = None,
 ) -> ReportContext:
     """Build the report's context and write ``report.html`` into the staging folder."""
     surveys = validated.get("survey_responses")
@@ -345,8 +348,10 @@ def render(
             backtest=read_backtest(cfg),
             rollup=parents,
             accounts=validated["accounts"].accepted,
+            runs=history.runs,
         )
     )
+    ctx["account_pages"] = links(pages or PagePlan())
     (stage / "report.html").write_text(render_report(ctx), encoding="utf-8")
     return ctx
 
@@ -415,11 +420,12 @@ def prepare_date(
     run_time: datetime,
     batch: str | None = None,
     emails: bool = True,
+    pages: PageMode | None = None,
 ) -> Published:
     """Compute one date's outputs into a staging folder, without storing them yet.
 
     That is: score, recommend, compute KPIs, write the files, render the report and compose the
-    e-mails.
+    e-mails, and with ``pages`` the account pages (SPEC 10.2).
     """
     sender = mail_sender()
     warm_up_charts()  # the chart engine starts in the background while the date is scored
@@ -433,9 +439,14 @@ def prepare_date(
     stage = write_files(cfg, day, scored, loop.advanced.listed, kpi, validated)
     write_loop_files(loop, stage)
     parents = rollup(cfg, day, scored, validated, stage)
-    ctx = render(cfg, day, scored, actions, kpi, validated, history, stage, parents)
+    state = loop.advanced.state
+    plan = PagePlan.of(page_accounts(scored, state, parents, pages), cfg, day) if pages else None
+    ctx = render(cfg, day, scored, actions, kpi, validated, history, stage, parents, plan)
     if emails:  # a backfill's earlier dates: their outbox stays empty
         compose_emails(cfg, scored, actions, ctx, sender, stage, loop.advanced.state, drawn)
+    if plan is not None:
+        frames = {"scored": scored, "actions": state, "rollup": parents}
+        account_pages(cfg, day, plan, frames, validated, history, stage)
     run = {
         "run_at": run_time,
         "config_hash": cfg.fingerprint(),

@@ -39,7 +39,7 @@ def weekly_flow(params: WeeklyParams) -> RunResult:
     raw = extract(cfg, day, run_time)
     validated = validate(cfg, raw, run_time, day)
     feats = compute_features(cfg, validated, [day], params)
-    prepared = prepare_date(cfg, day, feats, validated, history, run_time)
+    prepared = prepare_date(cfg, day, feats, validated, history, run_time, pages=params.pages)
     compose_chat(cfg, prepared.scored, prepared.actions, day, prepared.out)
     done = replace(prepared, out=store(cfg, prepared.snapshot, prepared.out))
     result = result_of(done, deliver(done.out, params.send))

@@ -128,6 +128,9 @@ class ReportConfig(_Strict):
     title: str = "Customer health"
     company: str = ""
     top_n: int = 25  # rows in each list of the report
+    # where <output dir> is served (e.g. https://intranet/chs): e-mails link the account pages
+    # there; without it they link the published files (file://)
+    base_url: str = ""
 
 
 class EmailConfig(_Strict):

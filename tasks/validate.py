@@ -59,6 +59,10 @@ def preload() -> None:
     if _preloading:
         return
     _preloading = True
+    # GX (through altair) and scikit-learn (the flows' calibration) both import narwhals, whose
+    # modules import each other: imported by this thread and the main one at once, they
+    # deadlock (_DeadlockError on narwhals.stable.v1), so it is imported here first
+    import narwhals.stable.v1  # noqa: F401
     import pandas  # noqa: F401  # GX's largest shared dependency: imported once, here
 
     def load() -> None:

@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.params import WeeklyParams
     from flows.weekly import weekly_flow
 
-    params = WeeklyParams(as_of=args.as_of, **_run_options(args))
+    params = WeeklyParams(as_of=args.as_of, pages=args.pages, **_run_options(args))
     t = time.perf_counter()
     r = weekly_flow(params)
     _summary(r, time.perf_counter() - t)

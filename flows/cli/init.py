@@ -136,6 +136,8 @@ _HELP: dict[str, str] = {
     "report.top_n": "rows in each list of the report",
     "email.attach_max_bytes": "CSVs are attached up to this total size; larger ones are "
     "written to <dir>/<date>/attachments/ and the e-mail says where",
+    "report.base_url": "where the output folder is served: e-mails link the account pages "
+    "there (default: the published files, file://)",
     "validation.max_invalid_share": "above this share of invalid rows a dataset stops the run",
     "validation.gx_max_rows": "larger datasets run their suite translated into Polars",
     "windows.usage_days": "days of product usage behind usage and engagement measures",

@@ -84,6 +84,12 @@ def parser() -> argparse.ArgumentParser:
         help="deliver the e-mails over SMTP",
     )
     _scale_args(p)
+    p.add_argument(
+        "--pages",
+        choices=("listed", "all"),
+        default="listed",
+        help="account pages for the accounts at risk or with an open action (default), or all",
+    )
 
     p = sub.add_parser("backfill", help="compute every snapshot in a date range")
     _config_arg(p)

@@ -29,6 +29,7 @@ class HistoryContext:
     risk: pl.DataFrame | None = (
         None  # the scores of dates whose 90-day label is known (calibration)
     )
+    runs: pl.DataFrame | None = None  # every stored run's date and config hash (config marks)
 
     def kpis_before(self, as_of: date, days: int = 4) -> Kpis | None:
         """Return the latest stored KPIs at least ``days`` before ``as_of`` (last week's)."""
@@ -57,7 +58,14 @@ def history_context(store: HistoryReader, cfg: Config, as_of: date) -> HistoryCo
         action_ids=frozenset(store.action_ids_before(as_of)),
         **_effect_inputs(store, cfg, as_of),
         risk=store.risk_history(risk_window_end(as_of)),
+        runs=_runs(store),
     )
+
+
+def _runs(store: HistoryReader) -> pl.DataFrame | None:
+    """Return the stored runs (date, config hash) when the store keeps them."""
+    runs = getattr(store, "runs", None)
+    return runs() if callable(runs) else None
 
 
 def _effect_inputs(store: HistoryReader, cfg: Config, as_of: date) -> dict[str, pl.DataFrame]:

@@ -55,6 +55,7 @@ class PassHistory:
         self._stored_trend = pl.DataFrame()
         self._risk: dict[date, pl.DataFrame] = {}  # calibration's rows of the pass's dates
         self._stored_risk: pl.DataFrame | None = None  # ... and of the store, read up front
+        self._runs: dict[date, str | None] = {}  # each date's config hash: stored, then this pass's
         if span is not None:
             first, last = span
             # history_context reads KPIs 13 weeks back and the trend TREND_WEEKS back
@@ -65,6 +66,9 @@ class PassHistory:
             }
             self._stored_trend = store.trend(last, (last - self._loaded_from).days // 7 + 1)
             self._stored_risk = store.risk_history(last)
+            stored_runs = getattr(store, "runs", None)
+            if callable(stored_runs):
+                self._runs = dict(stored_runs().select("as_of", "config_hash").iter_rows())
 
     def add(self, snapshot: Snapshot) -> None:
         """Make a computed date visible to the dates after it (it may still be being stored)."""
@@ -79,11 +83,19 @@ class PassHistory:
             self._action_ids |= set(acts["action_id"].drop_nulls())
             self._openings.append(_openings(acts))
         self._risk[snapshot.as_of] = scores.select(RISK_COLUMNS)
+        self._runs[snapshot.as_of] = snapshot.run.get("config_hash")
         if self.keep_days is not None:
             # a later date never reads these scores again; if one did, the store has them
             oldest = snapshot.as_of - timedelta(days=self.keep_days)
             for d in [d for d in self._scores if d < oldest]:
                 del self._scores[d]
+
+    def runs(self) -> pl.DataFrame:
+        """Return each date's config hash, stored or computed in this pass (config marks)."""
+        return pl.DataFrame(
+            {"as_of": list(self._runs), "config_hash": list(self._runs.values())},
+            schema={"as_of": pl.Date, "config_hash": pl.String},
+        ).sort("as_of")
 
     def dates(self) -> list[date]:
         """Return every date in history or computed in this pass, oldest first."""

@@ -232,6 +232,7 @@ def _digest_email(
         "attach_note": budget.note,
         "list_title": None,
         "rows": [],
+        "account_pages": context["account_pages"],
         "footer": "You receive this because you are the CSM of these accounts.",
     }
     message = build_message(sender, [address], subject, ctx, budget.attached, [_chart(*chart)])

@@ -94,7 +94,20 @@ def headline_cards(kpis: Kpis, prev: Mapping[str, Any]) -> list[dict[str, Any]]:
             1,
             unit="%",
         ),
+        *_acquisition_cards(kpis, prev),
     ]
+
+
+def _acquisition_cards(kpis: Kpis, prev: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the CAC and CLV:CAC cards when kpis.json has them (null without spend data)."""
+    cards = []
+    if kpis.get("cac") is not None:
+        n = kpis.get("cac_new_accounts")
+        note = f"spend per new account, {n:,} new accounts" if n is not None else ""
+        cards.append(_kpi("CAC", kpis.get("cac"), prev.get("cac"), 0, note=note, better="lower"))
+    if kpis.get("clv_to_cac") is not None:
+        cards.append(_kpi("CLV : CAC", kpis.get("clv_to_cac"), prev.get("clv_to_cac"), 1, unit="×"))
+    return cards
 
 
 def _nps_note(kpis: Kpis) -> str:

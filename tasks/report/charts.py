@@ -181,8 +181,19 @@ def _date_axis(weeks: int) -> Any:
     )
 
 
-def trend_chart(points: list[tuple[str, float | None]], cfg: Config) -> ChartSpec | None:
-    """Draw the mean score per week as a line, with the segment thresholds (two weeks on)."""
+MARK = "#6a3d9a"  # Okabe-Ito has no purple: the config-change marks, apart from every segment
+
+
+def trend_chart(
+    points: list[tuple[str, float | None]],
+    cfg: Config,
+    marks: Sequence[tuple[str, str]] = (),
+) -> ChartSpec | None:
+    """Draw the mean score per week as a line, with the segment thresholds (two weeks on).
+
+    ``marks`` are ``(as_of, label)`` of the weeks whose scoring config changed: a dashed purple
+    rule each (SPEC 10.3: the report marks weeks where the config hash changed).
+    """
     pts = [(d, v) for d, v in points if v is not None]
     if len(pts) < 2:
         return None
@@ -221,12 +232,22 @@ def trend_chart(points: list[tuple[str, float | None]], cfg: Config) -> ChartSpe
                 color=alt.Color("ink:N", scale=None),
             )
         )
+    shown = {d for d, _ in pts}
+    changed = [{"as_of": d, "label": label} for d, label in marks if d in shown]
+    if changed:
+        layers.append(
+            alt.Chart(_data(changed))
+            .mark_rule(color=MARK, strokeDash=[2, 2], strokeWidth=1.5)
+            .encode(x="as_of:T", tooltip="label:N")
+            .properties(name="config_mark")
+        )
     chart = alt.layer(*layers).properties(width=WIDTH - 90, height=170)
     first, last = pts[0], pts[-1]
     low, high = min(v for _, v in pts), max(v for _, v in pts)
     alt_text = (
         f"Line chart of the mean health score per week, {len(pts)} weeks from {first[0]} "
         f"({first[1]:.1f}) to {last[0]} ({last[1]:.1f}); lowest {low:.1f}, highest {high:.1f}."
+        + (f" The scoring config changed in {len(changed)} of these weeks." if changed else "")
     )
     caption = f"Mean score per week, {first[0]} to {last[0]} ({len(pts)} weeks)"
     return _chart(

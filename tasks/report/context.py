@@ -11,6 +11,7 @@ import polars as pl
 
 from tasks.config import Config
 from tasks.kpis import Kpis
+from tasks.report.accounts.history import config_marks, trend_marks
 from tasks.report.backtest_view import backtest_view
 from tasks.report.cards import headline_cards, method_view, validation_rows
 from tasks.report.charts import ChartSpec, histogram, segment_mix_chart, submit_svg, trend_chart
@@ -47,6 +48,7 @@ class ReportInputs:
     backtest: dict[str, Any] | None = None  # the latest backtest.json
     rollup: pl.DataFrame | None = None  # scores_rollup: parents with their children
     accounts: pl.DataFrame | None = None  # accepted accounts: the parent links
+    runs: pl.DataFrame | None = None  # the stored runs' config hashes: config-change marks
 
 
 class ReportContext(TypedDict):
@@ -86,6 +88,8 @@ class ReportContext(TypedDict):
     accounts_total: int
     renewal_soon_days: int
     parents: list[dict[str, Any]]
+    config_marks: list[dict[str, Any]]  # the weeks of the trend whose config changed
+    account_pages: dict[str, dict[str, str]]  # account_id -> its page's href and e-mail url
 
 
 def build_context(inputs: ReportInputs) -> ReportContext:
@@ -103,7 +107,12 @@ def build_context(inputs: ReportInputs) -> ReportContext:
     at_risk = lists["at_risk"]
     headline = headline_cards(kpis, prev)
     hist = histogram(scores["score"], cfg)
-    trend = trend_chart([(k["as_of"], k.get("mean_score")) for k in weeks], cfg)
+    points = [(k["as_of"], k.get("mean_score")) for k in weeks]
+    marks = trend_marks(
+        [d for d, v in points if v is not None],
+        config_marks(inputs.runs, as_of, cfg.fingerprint()),
+    )
+    trend = trend_chart(points, cfg, [(m["as_of"], m["label"]) for m in marks])
     mix = segment_mix_chart(weeks)
     # drawn in the background while the rest of the context is computed
     svgs = {c["name"]: submit_svg(c) for c in (hist, trend, mix) if c is not None}
@@ -114,7 +123,7 @@ def build_context(inputs: ReportInputs) -> ReportContext:
         "prev_as_of": prev.get("as_of"),
         "summary": summary_lines(scores, kpis, lists, movement, validation, cfg),
         "headline": headline,
-        "headline_rows": [headline[:5], headline[5:]],
+        "headline_rows": [headline[i : i + 5] for i in range(0, len(headline), 5)],
         "segments": segment_rows(kpis, prev),
         "histogram": hist,
         "trend": trend,
@@ -146,6 +155,8 @@ def build_context(inputs: ReportInputs) -> ReportContext:
         "parents": parent_rows(
             inputs.rollup, scores, inputs.accounts if inputs.accounts is not None else scores, n
         ),
+        "config_marks": marks,
+        "account_pages": {},
     }
     for chart in (hist, trend, mix):
         if chart is not None:
