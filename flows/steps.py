@@ -326,6 +326,7 @@ def render(
     history: HistoryContext,
     stage: Path,
     parents: pl.DataFrame | None = None,
+    effect: dict[str, Any] | None = None,
 ) -> ReportContext:
     """Build the report's context and write ``report.html`` into the staging folder."""
     surveys = validated.get("survey_responses")
@@ -344,6 +345,7 @@ def render(
             backtest=read_backtest(cfg),
             rollup=parents,
             accounts=validated["accounts"].accepted,
+            effectiveness=effect,
         )
     )
     (stage / "report.html").write_text(render_report(ctx), encoding="utf-8")
@@ -425,7 +427,9 @@ def prepare_date(
     stage = write_files(cfg, day, scored, loop.advanced.listed, kpi, validated)
     write_loop_files(loop, stage)
     parents = rollup(cfg, day, scored, validated, stage)
-    ctx = render(cfg, day, scored, actions, kpi, validated, history, stage, parents)
+    ctx = render(
+        cfg, day, scored, actions, kpi, validated, history, stage, parents, loop.effectiveness
+    )
     if emails:  # a backfill's earlier dates: their outbox stays empty
         compose_emails(cfg, scored, actions, ctx, sender, stage)
     run = {

@@ -14,6 +14,7 @@ from tasks.kpis import Kpis
 from tasks.report.backtest_view import backtest_view
 from tasks.report.cards import headline_cards, method_view, validation_rows
 from tasks.report.charts import histogram, segment_mix_chart, trend_chart
+from tasks.report.effect_view import effectiveness_view
 from tasks.report.format import SEGMENT_COLOURS, SEGMENT_LABELS, money
 from tasks.report.parents import parent_rows
 from tasks.report.prediction_view import prediction_view
@@ -47,6 +48,7 @@ class ReportInputs:
     backtest: dict[str, Any] | None = None  # the latest backtest.json
     rollup: pl.DataFrame | None = None  # scores_rollup: parents with their children
     accounts: pl.DataFrame | None = None  # accepted accounts: the parent links
+    effectiveness: dict[str, Any] | None = None  # the run's effectiveness.json
 
 
 class ReportContext(TypedDict):
@@ -86,6 +88,7 @@ class ReportContext(TypedDict):
     accounts_total: int
     renewal_soon_days: int
     parents: list[dict[str, Any]]
+    effectiveness: dict[str, Any] | None
 
 
 def build_context(inputs: ReportInputs) -> ReportContext:
@@ -141,4 +144,5 @@ def build_context(inputs: ReportInputs) -> ReportContext:
         "parents": parent_rows(
             inputs.rollup, scores, inputs.accounts if inputs.accounts is not None else scores, n
         ),
+        "effectiveness": effectiveness_view(inputs.effectiveness),
     }
