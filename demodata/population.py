@@ -287,7 +287,8 @@ def _plant_dips(rng: np.random.Generator, pop: Population, win: Window, cand: np
     pop.dip_start[dip] = start[dip]
     pop.dip_len[dip] = (35 + 21 * u[3])[dip]
     bottom = pop.dip_start + pop.dip_len
-    pop.recover_at[dip] = np.where(held, bottom + 120 + 60 * u[4], bottom + 7 + 14 * u[4])[dip]
+    # both groups look the same until two weeks after the bottom, when the action is open
+    pop.recover_at[dip] = np.where(held, bottom + 120 + 60 * u[4], bottom + 14 + 14 * u[4])[dip]
     # without the call (only after the bottom, when the action opens) it keeps sliding
     pop.slide[dip & held] = 0.2
 
@@ -295,10 +296,10 @@ def _plant_dips(rng: np.random.Generator, pop: Population, win: Window, cand: np
 def health_at(pop: Population, a: np.ndarray, t: np.ndarray, m: np.ndarray | int) -> np.ndarray:
     """Return the latent health (0-1) of accounts ``a`` at day offsets ``t``."""
     fade = pop.drop[a] * np.clip((t - pop.drop_start[a]) / pop.drop_len[a], 0.0, 1.0)
-    # a dip heals over four weeks from recover_at
+    # a dip heals over three weeks from recover_at
     down = np.clip((t - pop.dip_start[a]) / pop.dip_len[a], 0.0, 1.0)
-    heal = np.clip((t - pop.recover_at[a]) / 28.0, 0.0, 1.0)
-    after = np.clip((t - pop.dip_start[a] - pop.dip_len[a]) / 35.0, 0.0, 1.0)
+    heal = np.clip((t - pop.recover_at[a]) / 21.0, 0.0, 1.0)
+    after = np.clip((t - pop.dip_start[a] - pop.dip_len[a] - 14.0) / 35.0, 0.0, 1.0)
     fade = fade + pop.dip[a] * (down - heal) + pop.slide[a] * after * (1.0 - heal)
     health: np.ndarray = np.clip(
         pop.h0[a] + pop.noise[a, m] - fade + pop.rise[a] * t / pop.days, 0.02, 0.98

@@ -29,7 +29,7 @@ from prefect.cache_policies import NONE
 from flows.params import RunOptions
 from tasks.actions import recommend
 from tasks.backfill import SpanWindow
-from tasks.calibrate import ChurnForecast, forecast_churn
+from tasks.calibrate import ChurnForecast, Method, forecast_churn
 from tasks.config import Config
 from tasks.currency import rate_table, to_home
 from tasks.errors import is_transient
@@ -210,9 +210,11 @@ def calibrate_churn(
     validated: dict[str, ValidatedDataset],
     history: HistoryContext,
     as_of: date,
+    method: Method = "platt",
 ) -> tuple[pl.DataFrame, ChurnForecast]:
     """Add ``p_churn_90d``: the score calibrated on earlier snapshots whose outcome is known."""
-    scored, churn = forecast_churn(scored, history.risk, validated["accounts"].accepted, as_of)
+    accounts = validated["accounts"].accepted
+    scored, churn = forecast_churn(scored, history.risk, accounts, as_of, method=method)
     note = churn.summary()["note"]
     if note:
         get_run_logger().warning("p_churn_90d is null: %s", note)
@@ -419,7 +421,7 @@ def prepare_date(
     """
     sender = mail_sender()
     scored = score(cfg, features, day, history.prev_1w, history.prev_4w)
-    scored, churn = calibrate_churn(scored, validated, history, day)
+    scored, churn = calibrate_churn(scored, validated, history, day, cfg.calibration.method)
     loop = lifecycle(cfg, recommend_actions(cfg, scored, day), scored, validated, history, day)
     validated = loop.validated  # refused status updates are quarantined
     actions = loop.advanced.work  # what the report and the e-mails list as this week's work
