@@ -125,6 +125,9 @@ def test_an_edited_export_fed_back_is_honoured_by_the_next_run(demo: Path) -> No
     assert not set(listed["action_id"]) & {ids["done"], ids["dismissed"]}
     # the snoozed one is listed as snoozed, not as work
     assert listed.filter(pl.col("action_id") == ids["snoozed"])["status"].to_list() == ["snoozed"]
+    # the report's method footnote says a hold-out exists (nobody is told who is in it)
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "Playbooks are measured against a hold-out group (10% of newly qualifying" in report
     # an action still open last week and still firing is carried under the same id
     carried = set(exported["action_id"]) - set(ids.values())
     assert carried & set(listed["action_id"])

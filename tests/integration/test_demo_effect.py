@@ -43,10 +43,10 @@ def test_the_demo_shows_its_planted_effect_and_no_other(tmp_path: Path) -> None:
     # the hold-out share of newly qualifying accounts is the setting's, within 2 points
     con = duckdb.connect(str(tmp_path / "out" / "history.duckdb"), read_only=True)
     try:
-        held, opened = con.sql(
+        ((held, opened),) = con.sql(
             "select count(*) filter (where holdout), count(*) from action_history "
             "where as_of = opened_on"
-        ).fetchone() or (0, 0)
+        ).fetchall()
     finally:
         con.close()
     assert abs(held / opened - doc["holdout_share"]) <= 0.02
