@@ -49,8 +49,10 @@ def write_events(
     for old in folder.glob("events-*.parquet"):
         old.unlink()  # a stale month would otherwise be read by the analytics glob
     tracked = rng.random(pop.n) >= 0.03  # some accounts never installed the analytics
-    weight = pop.seats.astype(float) ** 0.7 * rng.lognormal(0.0, 0.35, pop.n) * tracked
     users = _user_pools(rng, pop)
+    # events follow the people using the product: a licensed user is about equally active in
+    # a small and a large account (large ones a little less: more occasional users)
+    weight = users.astype(float) ** 0.8 * rng.lognormal(0.0, 0.25, pop.n) * tracked
     cum = _feature_mix(rng, pop)
     rate = per_account * pop.n / max(_expected_usage(pop, win, weight), 1e-12)
     total = 0
@@ -62,12 +64,16 @@ def write_events(
 
 
 def _user_pools(rng: np.random.Generator, pop: Population) -> np.ndarray:
-    """Return how many distinct users each account has (seat under-use planted in ~10%)."""
+    """Return how many distinct users each account has.
+
+    Most accounts use most of what they bought (healthier ones more: about 70-95% of seats);
+    seat under-use (shelfware, 8-35% of seats) is planted in about 10% of accounts.
+    """
     under = rng.random(pop.n) < 0.10
     util = np.where(
         under,
-        rng.uniform(0.05, 0.25, pop.n),
-        np.clip(0.3 + 0.6 * pop.h0 + rng.normal(0.0, 0.1, pop.n), 0.1, 1.0),
+        rng.uniform(0.08, 0.35, pop.n),
+        np.clip(0.55 + 0.4 * pop.h0 + rng.normal(0.0, 0.08, pop.n), 0.35, 1.0),
     )
     return np.maximum(1, np.round(pop.seats * util)).astype(np.int64)
 
@@ -137,10 +143,10 @@ def _event_frame(
     t = day / pop.days
     # A fading account loses users; an expanding one grows into its seats.
     share = np.clip(h / pop.h0[a], 0.2, 1.0) * (1 + pop.expand[a] * t) / (1 + pop.expand[a])
-    pool = np.maximum(1, np.ceil(users[a] * share))
-    user = np.floor(pool * rng.random(k) ** 1.3).astype(np.int64) + 1
-    variant = rng.integers(0, 3, k)
+    pool = np.maximum(1, np.ceil(users[a] * share)).astype(np.int64)
     ts = win.base_us + day.astype(np.int64) * US_PER_DAY + ms.astype(np.int64) * 1000
+    user = _users_of(rng, a, ts, pool)
+    variant = rng.integers(0, 3, k)
     # Draws arrive grouped by account, so a stable sort on time is deterministic on ties.
     order = np.argsort(ts, kind="stable")
     a, event, user, variant, ts = a[order], event[order], user[order], variant[order], ts[order]
@@ -157,3 +163,23 @@ def _event_frame(
             "properties": props.gather(event * 3 + variant),
         }
     ).with_columns(user_id=pl.concat_str(pl.col("account_id"), pl.lit("-U"), pl.col("user_id")))
+
+
+_POWER_SHARE = 0.15  # the share of events made by each account's few heavy users
+
+
+def _users_of(
+    rng: np.random.Generator, a: np.ndarray, ts: np.ndarray, pool: np.ndarray
+) -> np.ndarray:
+    """Return the user (1..pool) of each event: most events come from users in turn, each
+    seen about once before any is seen twice (so every active user shows up in a month with
+    enough events), the rest from a few heavy users.
+    """
+    order = np.lexsort((ts, a))  # each account's events in time order
+    first = np.r_[0, np.flatnonzero(np.diff(a[order])) + 1]
+    rank = np.empty(len(a), dtype=np.int64)
+    rank[order] = np.arange(len(a)) - np.repeat(first, np.diff(np.r_[first, len(a)]))
+    turn = rank % pool
+    heavy = np.floor(pool * rng.random(len(a)) ** 3).astype(np.int64)
+    user: np.ndarray = np.where(rng.random(len(a)) < _POWER_SHARE, heavy, turn) + 1
+    return user

@@ -13,6 +13,8 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import polars as pl
 
+from tasks.config import PlaybookSettings
+from tasks.lifecycle import holdout_draw
 from tasks.schemas import TS
 
 _TIER_P = (0.10, 0.30, 0.60)
@@ -26,6 +28,10 @@ _WEEKEND_WEIGHT = 0.25
 _CHURN_SHARE = 0.11
 _DECAY_SHARE = 0.15
 _EXPAND_SHARE = 0.08
+_DIP_SHARE = 0.6  # smaller accounts (ARR under 45k) that go through a dip and may come back
+# The playbook that works in the demo: a dipping account it is opened for comes back; one in
+# its hold-out group (by the default [actions] holdout_key and share) stays down for months.
+PLANTED_PLAYBOOK = "Health-check call with the customer"
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,11 @@ class Population:
     contract: np.ndarray  # fading accounts that also cut seats
     noise: np.ndarray  # month-to-month health noise, shape (n, months)
     arr_base: np.ndarray
+    dip: np.ndarray  # health lost in a temporary dip (0: none)
+    dip_start: np.ndarray
+    dip_len: np.ndarray
+    recover_at: np.ndarray  # day offset the dip starts to heal (treated: weeks; held out: months)
+    slide: np.ndarray  # health a held-out dipping account loses on top, after the bottom
 
 
 def demo_window(end: date, months: int) -> Window:
@@ -139,6 +150,11 @@ def population(rng: np.random.Generator, n: int, win: Window) -> Population:
         contract=np.zeros(n, dtype=bool),
         noise=rng.normal(0.0, 0.03, (n, win.months)),
         arr_base=np.round(seats * price, -1),
+        dip=np.zeros(n),
+        dip_start=np.full(n, float(win.days)),
+        dip_len=np.ones(n),
+        recover_at=np.full(n, float(win.days)),
+        slide=np.zeros(n),
     )
     _plant_trajectories(rng, pop, win)
     return pop
@@ -249,11 +265,42 @@ def _plant_trajectories(rng: np.random.Generator, pop: Population, win: Window) 
     pop.rise[grow] = (0.1 + 0.15 * u[7])[grow]
     pop.expand[grow] = (0.4 + 0.6 * u[4])[grow]
     pop.contract = (fade | decay) & (u[7] < 0.4)
+    _plant_dips(rng, pop, win, ~pop.churned & ~decay & ~grow)
+
+
+def _plant_dips(rng: np.random.Generator, pop: Population, win: Window, cand: np.ndarray) -> None:
+    """Plant temporary dips; the planted playbook's treated accounts recover within weeks.
+
+    Treated means not in the playbook's hold-out group, as the pipeline draws it (the same
+    keyed hash), so the demo's effectiveness.json shows the effect for that playbook only.
+    """
+    u = rng.random((5, pop.n))
+    start = win.days - 380 + 250 * u[1]  # early enough for a 90-day outcome before the end
+    small = cand & (pop.arr_base < 45_000)
+    dip = small & (u[0] < _DIP_SHARE) & (start > pop.cs_day + 90)
+    s = PlaybookSettings()
+    ids = pop.ids.to_list()
+    held = np.array(
+        [holdout_draw(s.holdout_key, i, PLANTED_PLAYBOOK) < s.holdout_share for i in ids]
+    )
+    pop.dip[dip] = (0.45 + 0.15 * u[2])[dip]
+    pop.dip_start[dip] = start[dip]
+    pop.dip_len[dip] = (35 + 21 * u[3])[dip]
+    bottom = pop.dip_start + pop.dip_len
+    # both groups look the same until two weeks after the bottom, when the action is open
+    pop.recover_at[dip] = np.where(held, bottom + 120 + 60 * u[4], bottom + 14 + 14 * u[4])[dip]
+    # without the call (only after the bottom, when the action opens) it keeps sliding
+    pop.slide[dip & held] = 0.2
 
 
 def health_at(pop: Population, a: np.ndarray, t: np.ndarray, m: np.ndarray | int) -> np.ndarray:
     """Return the latent health (0-1) of accounts ``a`` at day offsets ``t``."""
     fade = pop.drop[a] * np.clip((t - pop.drop_start[a]) / pop.drop_len[a], 0.0, 1.0)
+    # a dip heals over three weeks from recover_at
+    down = np.clip((t - pop.dip_start[a]) / pop.dip_len[a], 0.0, 1.0)
+    heal = np.clip((t - pop.recover_at[a]) / 21.0, 0.0, 1.0)
+    after = np.clip((t - pop.dip_start[a] - pop.dip_len[a] - 14.0) / 35.0, 0.0, 1.0)
+    fade = fade + pop.dip[a] * (down - heal) + pop.slide[a] * after * (1.0 - heal)
     health: np.ndarray = np.clip(
         pop.h0[a] + pop.noise[a, m] - fade + pop.rise[a] * t / pop.days, 0.02, 0.98
     )

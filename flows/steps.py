@@ -30,7 +30,7 @@ from flows.pages import account_pages
 from flows.params import RunOptions
 from tasks.actions import recommend
 from tasks.backfill import SpanWindow
-from tasks.calibrate import ChurnForecast, forecast_churn
+from tasks.calibrate import ChurnForecast, Method, forecast_churn
 from tasks.config import Config
 from tasks.currency import rate_table, to_home
 from tasks.errors import is_transient
@@ -213,9 +213,11 @@ def calibrate_churn(
     validated: dict[str, ValidatedDataset],
     history: HistoryContext,
     as_of: date,
+    method: Method = "platt",
 ) -> tuple[pl.DataFrame, ChurnForecast]:
     """Add ``p_churn_90d``: the score calibrated on earlier snapshots whose outcome is known."""
-    scored, churn = forecast_churn(scored, history.risk, validated["accounts"].accepted, as_of)
+    accounts = validated["accounts"].accepted
+    scored, churn = forecast_churn(scored, history.risk, accounts, as_of, method=method)
     note = churn.summary()["note"]
     if note:
         get_run_logger().warning("p_churn_90d is null: %s", note)
@@ -330,6 +332,7 @@ def render(
     stage: Path,
     parents: pl.DataFrame | None = None,
     pages: PagePlan | None = None,
+    effect: dict[str, Any] | None = None,
 ) -> ReportContext:
     """Build the report's context and write ``report.html`` into the staging folder."""
     surveys = validated.get("survey_responses")
@@ -349,6 +352,7 @@ def render(
             rollup=parents,
             accounts=validated["accounts"].accepted,
             runs=history.runs,
+            effectiveness=effect,
         )
     )
     ctx["account_pages"] = links(pages or PagePlan())
@@ -430,7 +434,7 @@ def prepare_date(
     sender = mail_sender()
     warm_up_charts()  # the chart engine starts in the background while the date is scored
     scored = score(cfg, features, day, history.prev_1w, history.prev_4w)
-    scored, churn = calibrate_churn(scored, validated, history, day)
+    scored, churn = calibrate_churn(scored, validated, history, day, cfg.calibration.method)
     drawn = draw_digest_charts(scored, cfg) if emails else {}  # drawn while the date goes on
     loop = lifecycle(cfg, recommend_actions(cfg, scored, day), scored, validated, history, day)
     validated = loop.validated  # refused status updates are quarantined
@@ -441,7 +445,9 @@ def prepare_date(
     parents = rollup(cfg, day, scored, validated, stage)
     state = loop.advanced.state
     plan = PagePlan.of(page_accounts(scored, state, parents, pages), cfg, day) if pages else None
-    ctx = render(cfg, day, scored, actions, kpi, validated, history, stage, parents, plan)
+    ctx = render(
+        cfg, day, scored, actions, kpi, validated, history, stage, parents, plan, loop.effectiveness
+    )
     if emails:  # a backfill's earlier dates: their outbox stays empty
         compose_emails(cfg, scored, actions, ctx, sender, stage, loop.advanced.state, drawn)
     if plan is not None:

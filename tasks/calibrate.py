@@ -109,10 +109,15 @@ def fit_calibration(rows: pl.DataFrame, horizon_days: int, method: Method = METH
 
 
 def calibrate(
-    risk: pl.DataFrame, accounts: pl.DataFrame, as_of: date, horizon_days: int = HORIZON_DAYS
+    risk: pl.DataFrame,
+    accounts: pl.DataFrame,
+    as_of: date,
+    horizon_days: int = HORIZON_DAYS,
+    method: Method = METHOD,
 ) -> Calibration:
     """Fit the calibration a run of ``as_of`` may use: earlier snapshots whose label is known."""
-    return fit_calibration(training_rows(risk, accounts, as_of, horizon_days), horizon_days)
+    rows = training_rows(risk, accounts, as_of, horizon_days)
+    return fit_calibration(rows, horizon_days, method)
 
 
 def with_probability(scored: pl.DataFrame, calibration: Calibration) -> pl.DataFrame:
@@ -150,14 +155,17 @@ def forecast_churn(
     accounts: pl.DataFrame,
     as_of: date,
     horizons: tuple[int, ...] = (HORIZON_DAYS, 180),
+    method: Method = METHOD,
 ) -> tuple[pl.DataFrame, ChurnForecast]:
     """Calibrate on the stored history: ``p_churn_90d`` for the scores, and per forecast window
     the churn probability of an account whose renewal falls due within it.
     """
     history = risk if risk is not None else pl.DataFrame()
-    main = calibrate(history, accounts, as_of, HORIZON_DAYS)
+    main = calibrate(history, accounts, as_of, HORIZON_DAYS, method)
     cals = {
-        h: fit_calibration(due_rows(training_rows(history, accounts, as_of, h), accounts, h), h)
+        h: fit_calibration(
+            due_rows(training_rows(history, accounts, as_of, h), accounts, h), h, method
+        )
         for h in horizons
     }
     score = own_model(scored)["score"].cast(pl.Float64).fill_null(np.nan).to_numpy()

@@ -372,6 +372,13 @@ class CurrencyConfig(_Strict):
     home: str = Field("USD", pattern=r"^[A-Z]{3}$")  # ISO 4217
 
 
+class CalibrationConfig(_Strict):
+    """How ``p_churn_90d`` is calibrated from the score (SPEC 10.3)."""
+
+    # platt: a logistic curve; isotonic: a monotone step function (pool-adjacent-violators)
+    method: Literal["platt", "isotonic"] = "platt"
+
+
 class RollupConfig(_Strict):
     """How a parent account's score rolls up from its children (scores_rollup.*)."""
 
@@ -406,6 +413,7 @@ class Config(_Strict):
     notify: NotifyConfig = Field(default_factory=NotifyConfig)  # Slack / Teams (SPEC 10.2)
     writeback: WritebackConfig | None = None  # CRM write-back (SPEC 10.2)
     email: EmailConfig = Field(default_factory=EmailConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     base_dir: Path = Path()  # the folder of the config file; set by load_config
 
     @field_validator("sources")

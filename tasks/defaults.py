@@ -104,28 +104,29 @@ _ACTIONS: list[dict[str, Any]] = [
         "action": "Adoption workshop for unused seats",
         "priority": "medium",
         "due_days": 14,
-        "when": {"license_utilisation": {"lt": 0.4}, "segment": {"ne": "healthy"}},
+        # a neutral account big enough for a workshop (at-risk ones get a call or a review)
+        "when": {"license_utilisation": {"lt": 0.3}, "seats": {"gte": 20}, "segment": "neutral"},
         "reason": "Only {license_utilisation:.0%} of {seats} seats active in 30 days",
     },
     {
         "action": "Renewal risk plan",
         "priority": "high",
         "due_days": 7,
-        "when": {"days_to_renewal": {"lte": 90}, "segment": {"in": ["at_risk", "neutral"]}},
+        "when": {"days_to_renewal": {"lte": 60}, "score": {"lt": 55}},
         "reason": "Renewal in {days_to_renewal:.0f} days while {segment}",
     },
     {
         "action": "Ask for a reference or case study",
         "priority": "low",
         "due_days": 30,
-        "when": {"segment": "healthy", "nps_account": {"gte": 50}},
+        "when": {"segment": "healthy", "score": {"gte": 85}, "nps_account": {"gte": 50}},
         "reason": "Healthy promoter (account NPS {nps_account:.0f})",
     },
     {
         "action": "Expansion conversation: seats nearly full",
         "priority": "medium",
         "due_days": 21,
-        "when": {"segment": "healthy", "license_utilisation": {"gte": 0.9}},
+        "when": {"segment": "healthy", "license_utilisation": {"gte": 0.95}},
         "reason": "{license_utilisation:.0%} of {seats} seats in use",
     },
 ]

@@ -372,7 +372,9 @@ def advance(
     fired_rows = [
         df.with_columns(pl.lit(as_of).alias("last_fired")) for df in (opened, waiting, held)
     ]
-    out = pl.concat([carried, *fired_rows, unfired], how="diagonal_relaxed")
+    # a closed action whose rule fired again stays in the state: it blocks the rule next run too
+    blocking = state.filter(st.is_in(COOLING)).join(cooling, on=key, how="semi")
+    out = pl.concat([carried, *fired_rows, unfired, blocking], how="diagonal_relaxed")
     out = _finish(out, as_of)
     counts = {
         "new": opened.height,

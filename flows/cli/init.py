@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from tasks.config import (
     AlertsConfig,
+    CalibrationConfig,
     CurrencyConfig,
     EmailConfig,
     KpiConfig,
@@ -149,6 +150,7 @@ _HELP: dict[str, str] = {
     "kpis.clv_method": "subscription, or bgnbd for repeat-purchase businesses",
     "currency.home": "ISO 4217 code every amount, ARR and KPI is converted to (fx_rates)",
     "rollup.method": "parent score from its children: arr_weighted, worst_child or mean",
+    "calibration.method": "p_churn_90d from the score: platt (logistic) or isotonic (steps)",
     "schedule.cron": "when `chs serve` runs the weekly flow",
     "alerts.recipients": "who hears about a failed run",
 }
@@ -288,6 +290,7 @@ def starter_config() -> str:
     lines += _table("alerts", _fields(AlertsConfig.model_validate({})))
     lines += _table("currency", _fields(CurrencyConfig.model_validate({})))
     lines += _table("rollup", _fields(RollupConfig.model_validate({})))
+    lines += _table("calibration", _fields(CalibrationConfig.model_validate({})))
     lines += [_DELIVERY_NOTES]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -69,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-run", action="store_true", help="only write the data and demo/chs.toml")
     p.add_argument("--dir", default="demo", help="where to write the demo (default: demo)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--events-per-account", type=int, default=200)
+    p.add_argument("--events-per-account", type=int, default=2500)
     p.add_argument(
         "--history-weeks", type=int, default=52, help="weeks of history to backfill before the run"
     )

@@ -56,8 +56,7 @@ def history_context(store: HistoryReader, cfg: Config, as_of: date) -> HistoryCo
         trend=store.trend(as_of - timedelta(days=1), TREND_WEEKS),
         actions=store.actions_before(as_of),
         action_ids=frozenset(store.action_ids_before(as_of)),
-        **_effect_inputs(store, cfg, as_of),
-        risk=store.risk_history(risk_window_end(as_of)),
+        **_scored_history(store, cfg, as_of),
         runs=_runs(store),
     )
 
@@ -68,14 +67,23 @@ def _runs(store: HistoryReader) -> pl.DataFrame | None:
     return runs() if callable(runs) else None
 
 
-def _effect_inputs(store: HistoryReader, cfg: Config, as_of: date) -> dict[str, pl.DataFrame]:
-    """Read the openings old enough to judge and the scores after them (from the store)."""
+def _scored_history(store: HistoryReader, cfg: Config, as_of: date) -> dict[str, pl.DataFrame]:
+    """Read the earlier scores once, for calibration and for the effectiveness.
+
+    Calibration trains on dates whose 90-day outcome is known; the effectiveness reads the
+    scores after the openings old enough to judge. Both come from one read of the store (a
+    backfill pass serves it from memory), not one read of a year of scores each.
+    """
     s = cfg.playbook_settings
+    risk_end = risk_window_end(as_of)
     mature = as_of - timedelta(days=max(s.recovery_days, s.churn_days))
+    effect_end = mature + timedelta(days=s.recovery_days)
     openings = store.action_openings(mature)
+    rows = store.risk_history(max(risk_end, effect_end))
+    out = {"openings": openings, "risk": rows.filter(pl.col("as_of") <= risk_end)}
     if openings.is_empty():
-        return {"openings": openings, "effect_scores": pl.DataFrame()}
+        return out | {"effect_scores": pl.DataFrame()}
     first = openings["opened_on"].min()
     assert isinstance(first, date)
-    scores = store.scores_between(first, mature + timedelta(days=s.recovery_days))
-    return {"openings": openings, "effect_scores": scores.select("account_id", "as_of", "score")}
+    window = pl.col("as_of").is_between(first, effect_end)
+    return out | {"effect_scores": rows.filter(window).select("account_id", "as_of", "score")}

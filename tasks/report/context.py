@@ -15,6 +15,7 @@ from tasks.report.accounts.history import config_marks, trend_marks
 from tasks.report.backtest_view import backtest_view
 from tasks.report.cards import headline_cards, method_view, validation_rows
 from tasks.report.charts import ChartSpec, histogram, segment_mix_chart, submit_svg, trend_chart
+from tasks.report.effect_view import effectiveness_view
 from tasks.report.format import SEGMENT_COLOURS, SEGMENT_LABELS, money
 from tasks.report.parents import parent_rows
 from tasks.report.prediction_view import prediction_view
@@ -49,6 +50,7 @@ class ReportInputs:
     rollup: pl.DataFrame | None = None  # scores_rollup: parents with their children
     accounts: pl.DataFrame | None = None  # accepted accounts: the parent links
     runs: pl.DataFrame | None = None  # the stored runs' config hashes: config-change marks
+    effectiveness: dict[str, Any] | None = None  # the run's effectiveness.json
 
 
 class ReportContext(TypedDict):
@@ -90,6 +92,7 @@ class ReportContext(TypedDict):
     parents: list[dict[str, Any]]
     config_marks: list[dict[str, Any]]  # the weeks of the trend whose config changed
     account_pages: dict[str, dict[str, str]]  # account_id -> its page's href and e-mail url
+    effectiveness: dict[str, Any] | None
 
 
 def build_context(inputs: ReportInputs) -> ReportContext:
@@ -157,6 +160,7 @@ def build_context(inputs: ReportInputs) -> ReportContext:
         ),
         "config_marks": marks,
         "account_pages": {},
+        "effectiveness": effectiveness_view(inputs.effectiveness),
     }
     for chart in (hist, trend, mix):
         if chart is not None:

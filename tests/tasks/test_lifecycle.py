@@ -96,10 +96,13 @@ def test_done_blocks_its_rule_for_the_cooldown_then_it_may_open_again() -> None:
     blocked = advance(done, _fired([("A1", "Call", "high")], D2), _scored(["A1"]), cfg, D2)
     assert blocked.counts["cooling"] == 1
     assert blocked.counts["fired"] == 0
+    # the closed action is kept while it blocks, so the run after still knows it was done
+    assert blocked.state["status"].to_list() == ["done"]
+    d3 = D2 + timedelta(days=7)
+    still = advance(blocked.state, _fired([("A1", "Call", "high")], d3), _scored(["A1"]), cfg, d3)
+    assert (still.counts["cooling"], still.counts["new"]) == (1, 0)
     late = D1 + timedelta(days=28)  # closed_on + cooldown_days: the rule may fire again
-    again = advance(
-        blocked.state, _fired([("A1", "Call", "high")], late), _scored(["A1"]), cfg, late
-    )
+    again = advance(still.state, _fired([("A1", "Call", "high")], late), _scored(["A1"]), cfg, late)
     assert again.counts["new"] == 1
     assert again.work["action_id"].to_list() == [action_id("A1", "Call", late)]
 

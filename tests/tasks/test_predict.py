@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 from sklearn.calibration import calibration_curve
+from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     brier_score_loss,
@@ -24,6 +25,7 @@ from tasks.backtest_horizons import full_backtest
 from tasks.calibrate import MIN_EVENTS, calibrate, forecast_churn
 from tasks.compare import compare_configs
 from tasks.config import parse_config
+from tasks.errors import ConfigError
 from tasks.forecast import renewals_due, renewing_interval
 from tasks.report.prediction_view import prediction_view
 from tests.tasks.test_backtest import CFG, KNOWN, synthetic
@@ -202,3 +204,32 @@ def test_the_report_draws_the_calibration_bins_and_formats_the_forecast() -> Non
     assert len(view["calibration"]["points"]) == 2  # empty bins are not drawn
     assert view["forecast"][0]["grr"] == "95.0%"
     assert view["calibration_error"] == "0.012"
+
+
+def test_calibration_method_isotonic_is_a_monotone_step_fit_chosen_in_the_config(history) -> None:
+    scores, _, accounts = history
+    day = scores["as_of"].max()
+    cfg = parse_config(
+        {"sources": {"accounts": {"uri": "a.csv"}}, "calibration": {"method": "isotonic"}}, Path()
+    )
+    assert cfg.calibration.method == "isotonic"
+    with pytest.raises(ConfigError):
+        parse_config(
+            {"sources": {"accounts": {"uri": "a.csv"}}, "calibration": {"method": "beta"}}, Path()
+        )
+    scored = scores.filter(pl.col("as_of") == day).with_columns(pl.lit(1000.0).alias("arr"))
+    out, churn = forecast_churn(scored, scores, accounts, KNOWN, method=cfg.calibration.method)
+    assert churn.summary()["method"] == "isotonic"
+    assert isinstance(churn.main.model, IsotonicRegression)
+    # pool-adjacent-violators: never more risk for a higher score, steps rather than a curve
+    grid = churn.main.predict(np.linspace(0, 100, 101))
+    assert (np.diff(grid) <= 1e-12).all()
+    assert len(np.unique(grid)) < 50
+    # the same training rows, fitted by hand: the probabilities of the run match
+    rows = _labels(scores.filter(pl.col("as_of") <= KNOWN - timedelta(days=90)), accounts, 90)
+    by_hand = IsotonicRegression(increasing=False, out_of_bounds="clip").fit(
+        rows["score"].to_numpy() / 100, rows["churned"].to_numpy().astype(int)
+    )
+    x = out["score"].drop_nulls().to_numpy()
+    expected = np.clip(by_hand.predict(x / 100), 1e-4, 1 - 1e-4)
+    assert out["p_churn_90d"].drop_nulls().to_numpy() == pytest.approx(expected.round(6), abs=1e-6)

@@ -391,7 +391,9 @@ def test_history_context_of_a_run() -> None:
             return pl.DataFrame()
 
         def risk_history(self, end: date) -> pl.DataFrame:
-            return pl.DataFrame({"as_of": [end]})
+            # one read serves calibration and the effectiveness: up to the later of their ends
+            assert end == D2 - timedelta(days=34)
+            return pl.DataFrame({"as_of": [D2 - timedelta(days=90), end]})
 
     ctx = history_context(Fake(), cfg, D2)
     assert ctx.action_ids == {"a1"}
