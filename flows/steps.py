@@ -31,6 +31,7 @@ from tasks.actions import recommend
 from tasks.backfill import SpanWindow
 from tasks.calibrate import ChurnForecast, forecast_churn
 from tasks.config import Config
+from tasks.csvfile import write_csv
 from tasks.currency import rate_table, to_home
 from tasks.errors import is_transient
 from tasks.features.build import build_features_many
@@ -292,7 +293,8 @@ def write_files(
     validated: dict[str, ValidatedDataset],
 ) -> Path:
     """Write the date's scores, actions, KPIs and validation files into a staging folder."""
-    return stage_outputs(cfg.out_dir, as_of, scores_table(scored, cfg), actions, kpi, validated)
+    table = scores_table(scored, cfg)
+    return stage_outputs(cfg.out_dir, as_of, table, actions, kpi, validated, cfg.output.csv_bom)
 
 
 def write_loop_files(loop: LoopRun, stage: Path) -> None:
@@ -311,7 +313,7 @@ def rollup(
     """Roll the children's scores up to their parents; write scores_rollup.* to the stage."""
     out = rollup_scores(scored, validated["accounts"].accepted, cfg, as_of)
     out.write_parquet(stage / "scores_rollup.parquet")
-    out.write_csv(stage / "scores_rollup.csv")
+    write_csv(out, stage / "scores_rollup.csv", cfg.output.csv_bom)
     return out
 
 

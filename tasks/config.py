@@ -116,6 +116,7 @@ class OutputConfig(_Strict):
     dir: str = "out"
     history: str = "duckdb:///out/history.duckdb"
     cache: bool = True  # keep each extraction in <dir>/.cache while its source is unchanged
+    csv_bom: bool = True  # CSVs start with a UTF-8 byte-order mark, so Excel reads them as UTF-8
 
 
 class ReportConfig(_Strict):

@@ -10,8 +10,9 @@ import polars as pl
 
 from tasks.actions import PRIORITY_ORDER
 from tasks.config import Config
+from tasks.csvfile import csv_bytes
 from tasks.mail.charts import histogram_png, segment_bar_png, trend_png
-from tasks.mail.message import Chart, build_message, safe_csv, valid_address
+from tasks.mail.message import Chart, build_message, valid_address
 from tasks.report.charts import histogram
 from tasks.report.context import ReportContext
 from tasks.report.format import ALL_SEGMENTS, SEGMENT_COLOURS, SEGMENT_LABELS
@@ -128,10 +129,11 @@ def _stakeholder_email(
 ) -> EmailMessage:
     as_of, seg = context["as_of"], {s["key"]: s for s in context["segments"]}
     attachments = {
-        f"{s}-{as_of}.csv": safe_csv(
+        f"{s}-{as_of}.csv": csv_bytes(
             scores.filter(pl.col("segment").fill_null("insufficient_data") == s).select(
                 [c for c in _LIST_COLUMNS if c in scores.columns]
-            )
+            ),
+            cfg.output.csv_bom,
         )
         for s in ALL_SEGMENTS
         if s != "insufficient_data" or seg[s]["count"]
@@ -205,7 +207,7 @@ def _digest_email(
         [address],
         subject,
         ctx,
-        {f"actions-{as_of}.csv": safe_csv(part.drop("csm_email"))},
+        {f"actions-{as_of}.csv": csv_bytes(part.drop("csm_email"), cfg.output.csv_bom)},
         charts,
     )
 
