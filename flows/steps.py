@@ -44,7 +44,14 @@ from tasks.loop import LoopRun, run_loop
 from tasks.mail.compose import build_emails
 from tasks.mail.outbox import write_outbox
 from tasks.mail.smtp import SmtpSettings, send_outbox
-from tasks.outputs import discard, publish, scores_table, stage_outputs, validation_json
+from tasks.outputs import (
+    discard,
+    listed_actions,
+    publish,
+    scores_table,
+    stage_outputs,
+    validation_json,
+)
 from tasks.overrides import apply_overrides, load_overrides
 from tasks.report.backtest_view import read_backtest
 from tasks.report.context import ReportContext, ReportInputs, build_context
@@ -56,6 +63,7 @@ from tasks.score import add_trends, score_accounts
 from tasks.sources.cache import ExtractCache, extract_cached
 from tasks.sources.plan import Window
 from tasks.validate import ValidatedDataset, gate, validate_dataset
+from tasks.xlsxfile import AT_RISK_FILE, write_at_risk
 
 
 @dataclass
@@ -297,6 +305,12 @@ def write_files(
     return stage_outputs(cfg.out_dir, as_of, table, actions, kpi, validated, cfg.output.csv_bom)
 
 
+@task(name="write-xlsx", cache_policy=NONE)
+def write_xlsx(cfg: Config, scored: pl.DataFrame, actions: pl.DataFrame, stage: Path) -> None:
+    """Write ``at_risk.xlsx`` (the at-risk accounts and the actions) into the staging folder."""
+    write_at_risk(stage / AT_RISK_FILE, scores_table(scored, cfg), listed_actions(actions))
+
+
 def write_loop_files(loop: LoopRun, stage: Path) -> None:
     """Write effectiveness.json into the staging folder."""
     (stage / "effectiveness.json").write_text(json.dumps(loop.effectiveness, indent=2))
@@ -428,8 +442,9 @@ def prepare_date(
     write_loop_files(loop, stage)
     parents = rollup(cfg, day, scored, validated, stage)
     ctx = render(cfg, day, scored, actions, kpi, validated, history, stage, parents)
-    if emails:  # a backfill's earlier dates: their outbox stays empty
+    if emails:  # a backfill's earlier dates: their outbox stays empty, and no workbook
         compose_emails(cfg, scored, actions, ctx, sender, stage)
+        write_xlsx(cfg, scored, loop.advanced.listed, stage)
     run = {
         "run_at": run_time,
         "config_hash": cfg.fingerprint(),

@@ -44,16 +44,34 @@ def kind(column: str) -> str:
 
 
 def rounded(df: pl.DataFrame) -> pl.DataFrame:
-    """Round every float column to its kind's places; whole money columns become integers."""
+    """Round every float column to its kind's places; money has two places, or none when
+    every amount of the column is whole.
+    """
     exprs = []
     for name, dtype in df.schema.items():
         if not dtype.is_float():
             continue
         col = pl.col(name).round(PLACES[kind(name)])
-        if kind(name) == "money" and _whole(df[name]):
-            col = col.cast(pl.Int64)
+        if kind(name) == "money":
+            col = col.cast(pl.Int64) if _whole(df[name]) else _cents(name)
         exprs.append(col.alias(name))
     return df.with_columns(exprs) if exprs else df
+
+
+def _cents(name: str) -> pl.Expr:
+    """Money with cents as text with exactly two places ("4980.00", "-12.50"), which every
+    spreadsheet reads as a number; NaN and infinities stay as Polars writes them.
+    """
+    x = pl.col(name)
+    cents = (x * 100).round(0)
+    digits = cents.abs().cast(pl.Int64, strict=False).cast(pl.String).str.zfill(3)
+    text = pl.concat_str(
+        pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit("")),
+        digits.str.slice(0, digits.str.len_chars() - 2),
+        pl.lit("."),
+        digits.str.slice(-2),
+    )
+    return pl.when(x.is_finite()).then(text).otherwise(x.cast(pl.String))
 
 
 def _whole(values: pl.Series) -> bool:

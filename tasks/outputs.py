@@ -20,7 +20,6 @@ from tasks.csvfile import write_csv
 from tasks.kpis import Kpis
 from tasks.schemas import ACTION_COLUMNS, ACTIONS_CSV_COLUMNS, DIMENSIONS
 from tasks.validate import ValidatedDataset
-from tasks.xlsxfile import AT_RISK_FILE, write_at_risk
 
 BASE_COLUMNS = (
     "account_id",
@@ -60,6 +59,12 @@ def scores_table(scored: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     return scored.select(cols).sort("account_id")
 
 
+def listed_actions(actions: pl.DataFrame) -> pl.DataFrame:
+    """Select the columns of actions.csv (and of the workbook's Actions sheet)."""
+    lifecycle = set(ACTIONS_CSV_COLUMNS) <= set(actions.columns)
+    return actions.select(ACTIONS_CSV_COLUMNS if lifecycle else ACTION_COLUMNS)
+
+
 def validation_json(validated: dict[str, ValidatedDataset]) -> dict[str, Any]:
     """Return the validation.json document."""
     return {"datasets": {name: v.summary() for name, v in validated.items()}}
@@ -89,19 +94,15 @@ def stage_outputs(
 ) -> Path:
     """Write the date's data files into a fresh staging folder and return it.
 
-    CSVs go through ``tasks.csvfile`` (``bom``: ``[output] csv_bom``); the at-risk accounts and
-    the actions also go to ``at_risk.xlsx``. The report and the outbox are added to the folder
-    by their own steps.
+    CSVs go through ``tasks.csvfile`` (``bom``: ``[output] csv_bom``). The report, the outbox
+    and ``at_risk.xlsx`` are added to the folder by their own steps.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = out_dir / f".{as_of.isoformat()}.staging-{uuid.uuid4().hex[:8]}"
     stage.mkdir()
     scores.write_parquet(stage / "scores.parquet")
     write_csv(scores, stage / "scores.csv", bom)
-    lifecycle = set(ACTIONS_CSV_COLUMNS) <= set(actions.columns)
-    listed = actions.select(ACTIONS_CSV_COLUMNS if lifecycle else ACTION_COLUMNS)
-    write_csv(listed, stage / "actions.csv", bom)
-    write_at_risk(stage / AT_RISK_FILE, scores, listed)
+    write_csv(listed_actions(actions), stage / "actions.csv", bom)
     (stage / "kpis.json").write_text(json.dumps(kpis, indent=2, ensure_ascii=False))
     (stage / "validation.json").write_text(json.dumps(validation_json(validated), indent=2))
     _write_quarantine(validated, stage / "quarantine", bom)
