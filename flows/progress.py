@@ -111,7 +111,7 @@ class LineReporter(Reporter):
 class TerminalReporter(Reporter):
     """A live ``rich`` progress line: count, bar, rate, time left and the stage running."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], label: str = "working") -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -138,7 +138,7 @@ class TerminalReporter(Reporter):
             console=self.console,
             transient=False,
         )
-        self.task = self.progress.add_task("working", total=None, rate="", stage="")
+        self.task = self.progress.add_task(label, total=None, rate="", stage="")
         self.progress.start()
 
     def start(self, label: str, total: int) -> None:
@@ -198,10 +198,10 @@ def install(new: Reporter | None) -> None:
     _current = new
 
 
-def for_stream(stream: IO[str]) -> Reporter:
+def for_stream(stream: IO[str], label: str = "working") -> Reporter:
     """Return a live display when ``stream`` is a terminal, summary lines otherwise."""
     if stream.isatty() and not _dumb_terminal():
-        return TerminalReporter(stream)
+        return TerminalReporter(stream, label)
     return LineReporter(stream)
 
 

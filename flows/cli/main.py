@@ -39,12 +39,15 @@ class _NoTracebacks(logging.Filter):
         return True
 
 
-def _quiet_prefect(debug: bool, verbose: bool = False) -> None:
-    """Keep Prefect's console to warnings and the project's own lines (``flows.progress``)."""
+def _quiet_prefect(debug: bool, verbose: bool = False, progress: bool = False) -> None:
+    """Drop tracebacks from Prefect's console; with ``progress`` (a command that shows one),
+    also Prefect's own INFO lines unless ``verbose`` (``flows.progress.PrefectQuiet``).
+    """
     from flows.progress import PrefectQuiet
 
-    for h in logging.getLogger().handlers:
-        h.addFilter(PrefectQuiet(verbose or debug))
+    if progress:
+        for h in logging.getLogger().handlers:
+            h.addFilter(PrefectQuiet(verbose or debug))
     if debug:
         return
     for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
@@ -58,7 +61,7 @@ def _show_progress(args: argparse.Namespace) -> Reporter | None:
         return None
     from flows.progress import TerminalReporter, for_stream, install
 
-    shown = for_stream(sys.stderr)
+    shown = for_stream(sys.stderr, args.command)
     if isinstance(shown, TerminalReporter):
         for h in logging.getLogger().handlers:
             shown.adopt(h)  # Prefect's warnings print above the live line, not through it
@@ -120,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             from prefect.logging.configuration import setup_logging
 
             setup_logging()  # Prefect's handlers exist from here on, so they can be quietened
-            _quiet_prefect(args.debug, args.verbose)
             shown = _show_progress(args)
+            _quiet_prefect(args.debug, args.verbose, shown is not None)
         _use_api(args, api)
         return COMMANDS[args.command](args)
     except ChsError as err:
