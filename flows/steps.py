@@ -308,7 +308,9 @@ def write_files(
 @task(name="write-xlsx", cache_policy=NONE)
 def write_xlsx(cfg: Config, scored: pl.DataFrame, actions: pl.DataFrame, stage: Path) -> None:
     """Write ``at_risk.xlsx`` (the at-risk accounts and the actions) into the staging folder."""
-    write_at_risk(stage / AT_RISK_FILE, scores_table(scored, cfg), listed_actions(actions))
+    if cfg.output.xlsx_max_rows:
+        table, listed = scores_table(scored, cfg), listed_actions(actions)
+        write_at_risk(stage / AT_RISK_FILE, table, listed, cfg.output.xlsx_max_rows)
 
 
 def write_loop_files(loop: LoopRun, stage: Path) -> None:

@@ -132,6 +132,7 @@ _HELP: dict[str, str] = {
     "after a failure does not read the sources again); kept in <dir>/.cache",
     "output.csv_bom": "start every CSV with a UTF-8 byte-order mark, so Excel reads accents "
     "right (false: plain UTF-8)",
+    "output.xlsx_max_rows": "rows per sheet of at_risk.xlsx (the CSVs have all); 0: no workbook",
     "report.recipients": "who receives the stakeholder report",
     "report.csm_digests": "send each CSM (accounts.csm_email) a digest of their accounts",
     "report.top_n": "rows in each list of the report",

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from tasks.csvfile import csv_bytes, kind, read_own_csv, write_csv
-from tasks.xlsxfile import at_risk, write_workbook
+from tasks.xlsxfile import at_risk, write_at_risk, write_workbook
 
 HOSTILE = '=HYPERLINK("http://x","y")'
 BOM = b"\xef\xbb\xbf"
@@ -134,3 +134,25 @@ def test_empty_at_risk_list_still_makes_a_workbook(tmp_path: Path) -> None:
     sheet = fastexcel.read_excel(book).load_sheet("At risk").to_polars()
     assert sheet.height == 0
     assert "name" in sheet.columns
+
+
+def test_a_long_sheet_stops_at_its_limit_and_says_how_many_rows_it_leaves_out(
+    tmp_path: Path,
+) -> None:
+    book = tmp_path / "capped.xlsx"
+    actions = pl.DataFrame(
+        {
+            "account_id": [f"A{i}" for i in range(7)],
+            "priority": ["low", "urgent", "high", "medium", "urgent", "low", "high"],
+            "due_date": [date(2027, 1, 10 - i) for i in range(7)],
+        }
+    )
+    write_at_risk(book, _frame(), actions, max_rows=3)
+    sheet = fastexcel.read_excel(book).load_sheet("Actions").to_polars()
+    assert sheet["account_id"].to_list()[:3] == ["A4", "A1", "A6"]  # urgent, then high by due
+    assert (
+        sheet["account_id"][3] == "… and 4 more rows, not shown here: see the CSV files of the date"
+    )
+    assert sheet.height == 4
+    risky = fastexcel.read_excel(book).load_sheet("At risk").to_polars()
+    assert risky.height == 3  # all three at-risk accounts fit
