@@ -20,6 +20,7 @@ from prefect.cache_policies import NONE
 from prefect.futures import PrefectFuture
 
 from flows.params import BackfillParams
+from flows.progress import reporter
 from flows.steps import (
     Published,
     RunResult,
@@ -111,13 +112,12 @@ class Storing:
     prepared: Published
     future: PrefectFuture[Path]
 
-    def finish(self, send: bool, dates: list[date]) -> RunResult:
+    def finish(self, send: bool) -> RunResult:
         """Wait until the date is stored and published (a failure raises), then deliver it."""
         done = replace(self.prepared, out=self.future.result())
         # without --send nothing is delivered; the last date's e-mails stay in its outbox
         delivered = deliver(done.out, send) if send else (0, 0, False)
-        day = done.snapshot.as_of
-        get_run_logger().info("backfill %d/%d: %s done", dates.index(day) + 1, len(dates), day)
+        reporter().advance(done.snapshot.as_of.isoformat())
         return result_of(done, delivered)
 
 
@@ -162,6 +162,7 @@ def run_passes(
     cfg, params, last = plan.cfg, plan.params, plan.dates[-1]
     results: list[RunResult] = []
     storing: Storing | None = None  # the date being stored while the next one is computed
+    reporter().start("backfill", len(todo))
     try:
         for chunk in chunked(todo, DATES_PER_PASS):
             per_date = pass_features(plan, validated, chunk)
@@ -174,10 +175,10 @@ def run_passes(
                 )
                 view.add(today.snapshot)  # the next date reads it from here, not the store
                 if storing is not None:
-                    results.append(storing.finish(params.send, plan.dates))
+                    results.append(storing.finish(params.send))
                 storing = Storing(today, store.submit(cfg, today.snapshot, today.out, history))
         if storing is not None:
-            results.append(storing.finish(params.send, plan.dates))
+            results.append(storing.finish(params.send))
             storing = None
     finally:
         if storing is not None:  # a failure while a date was being stored: let it finish

@@ -32,6 +32,7 @@ from tasks.actions import recommend
 from tasks.backfill import SpanWindow
 from tasks.calibrate import ChurnForecast, Method, forecast_churn
 from tasks.config import Config
+from tasks.csvfile import write_csv
 from tasks.currency import rate_table, to_home
 from tasks.errors import is_transient
 from tasks.features.build import build_features_many
@@ -44,7 +45,14 @@ from tasks.loop import LoopRun, run_loop
 from tasks.mail.compose import Drawn, build_emails, draw_digest_charts
 from tasks.mail.outbox import write_outbox
 from tasks.mail.smtp import SmtpSettings, send_outbox
-from tasks.outputs import discard, publish, scores_table, stage_outputs, validation_json
+from tasks.outputs import (
+    discard,
+    listed_actions,
+    publish,
+    scores_table,
+    stage_outputs,
+    validation_json,
+)
 from tasks.overrides import apply_overrides, load_overrides
 from tasks.report.accounts.pages import PageMode, PagePlan, links, page_accounts
 from tasks.report.backtest_view import read_backtest
@@ -58,6 +66,7 @@ from tasks.score import add_trends, score_accounts
 from tasks.sources.cache import ExtractCache, extract_cached
 from tasks.sources.plan import Window
 from tasks.validate import ValidatedDataset, gate, validate_dataset
+from tasks.xlsxfile import AT_RISK_FILE, write_at_risk
 
 
 @dataclass
@@ -297,7 +306,16 @@ def write_files(
     validated: dict[str, ValidatedDataset],
 ) -> Path:
     """Write the date's scores, actions, KPIs and validation files into a staging folder."""
-    return stage_outputs(cfg.out_dir, as_of, scores_table(scored, cfg), actions, kpi, validated)
+    table = scores_table(scored, cfg)
+    return stage_outputs(cfg.out_dir, as_of, table, actions, kpi, validated, cfg.output.csv_bom)
+
+
+@task(name="write-xlsx", cache_policy=NONE)
+def write_xlsx(cfg: Config, scored: pl.DataFrame, actions: pl.DataFrame, stage: Path) -> None:
+    """Write ``at_risk.xlsx`` (the at-risk accounts and the actions) into the staging folder."""
+    if cfg.output.xlsx_max_rows:
+        table, listed = scores_table(scored, cfg), listed_actions(actions)
+        write_at_risk(stage / AT_RISK_FILE, table, listed, cfg.output.xlsx_max_rows)
 
 
 def write_loop_files(loop: LoopRun, stage: Path) -> None:
@@ -316,7 +334,7 @@ def rollup(
     """Roll the children's scores up to their parents; write scores_rollup.* to the stage."""
     out = rollup_scores(scored, validated["accounts"].accepted, cfg, as_of)
     out.write_parquet(stage / "scores_rollup.parquet")
-    out.write_csv(stage / "scores_rollup.csv")
+    write_csv(out, stage / "scores_rollup.csv", cfg.output.csv_bom)
     return out
 
 
@@ -448,8 +466,9 @@ def prepare_date(
     ctx = render(
         cfg, day, scored, actions, kpi, validated, history, stage, parents, plan, loop.effectiveness
     )
-    if emails:  # a backfill's earlier dates: their outbox stays empty
+    if emails:  # a backfill's earlier dates: their outbox stays empty, and no workbook
         compose_emails(cfg, scored, actions, ctx, sender, stage, loop.advanced.state, drawn)
+        write_xlsx(cfg, scored, loop.advanced.listed, stage)
     if plan is not None:
         frames = {"scored": scored, "actions": state, "rollup": parents}
         account_pages(cfg, day, plan, frames, validated, history, stage)

@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from tasks.config import Config
+from tasks.csvfile import read_own_csv, write_csv
 from tasks.errors import ConfigError
 
 EXPORTED = ("open", "in_progress", "snoozed")
@@ -66,8 +67,8 @@ def export_actions(cfg: Config, as_of: date | None, out: Path | None) -> tuple[P
     source = cfg.out_dir / day.isoformat() / "actions.csv"
     if not source.is_file():
         raise ConfigError(f"{source} does not exist; run `chs run --as-of {day}` first.")
-    frame = export_frame(pl.read_csv(source, infer_schema_length=0), day)
+    frame = export_frame(read_own_csv(source), day)
     target = out or cfg.out_dir / f"action-updates-{day.isoformat()}.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
-    frame.write_csv(target)
+    write_csv(frame, target, cfg.output.csv_bom)
     return target, frame.height

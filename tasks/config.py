@@ -118,6 +118,8 @@ class OutputConfig(_Strict):
     dir: str = "out"
     history: str = "duckdb:///out/history.duckdb"
     cache: bool = True  # keep each extraction in <dir>/.cache while its source is unchanged
+    csv_bom: bool = True  # CSVs start with a UTF-8 byte-order mark, so Excel reads them as UTF-8
+    xlsx_max_rows: int = Field(10_000, ge=0)  # rows per sheet of at_risk.xlsx; 0: no workbook
 
 
 class ReportConfig(_Strict):

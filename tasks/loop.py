@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from tasks.config import Config
+from tasks.csvfile import unguarded
 from tasks.effectiveness import effectiveness
 from tasks.history.context import HistoryContext
 from tasks.lifecycle import STATE_SCHEMA, Advanced, advance, apply_updates, empty_state
@@ -67,7 +68,10 @@ def run_loop(
     prev = history.actions
     state = empty_state() if prev is None else prev.select(list(STATE_SCHEMA)).cast(STATE_SCHEMA)
     upd = validated.get("action_updates")
-    done = apply_updates(state, upd.accepted if upd else None, history.action_ids, as_of)
+    # the updates may be an edited `chs actions export`: its text is read as it was before
+    # the CSV writer's formula guard (tasks/csvfile.py)
+    edits = unguarded(upd.accepted) if upd else None
+    done = apply_updates(state, edits, history.action_ids, as_of)
     out = dict(validated)
     if upd is not None:
         out["action_updates"] = _requarantine(upd, done.rejected)

@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from tasks.config import Config
+from tasks.csvfile import write_csv
 from tasks.kpis import Kpis
 from tasks.schemas import ACTION_COLUMNS, ACTIONS_CSV_COLUMNS, DIMENSIONS
 from tasks.validate import ValidatedDataset
@@ -59,19 +60,27 @@ def scores_table(scored: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     return scored.select(cols).sort("account_id")
 
 
+def listed_actions(actions: pl.DataFrame) -> pl.DataFrame:
+    """Select the columns of actions.csv (and of the workbook's Actions sheet)."""
+    lifecycle = set(ACTIONS_CSV_COLUMNS) <= set(actions.columns)
+    return actions.select(ACTIONS_CSV_COLUMNS if lifecycle else ACTION_COLUMNS)
+
+
 def validation_json(validated: dict[str, ValidatedDataset]) -> dict[str, Any]:
     """Return the validation.json document."""
     return {"datasets": {name: v.summary() for name, v in validated.items()}}
 
 
-def _write_quarantine(validated: dict[str, ValidatedDataset], folder: Path) -> None:
+def _write_quarantine(validated: dict[str, ValidatedDataset], folder: Path, bom: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, v in validated.items():
         q = v.quarantined
         if q.height:
             first = ["source_row", "reason"]
-            q.select(first + [c for c in q.columns if c not in first]).write_csv(
-                folder / f"{name}.csv"
+            write_csv(
+                q.select(first + [c for c in q.columns if c not in first]),
+                folder / f"{name}.csv",
+                bom,
             )
 
 
@@ -82,23 +91,22 @@ def stage_outputs(
     actions: pl.DataFrame,
     kpis: Kpis,
     validated: dict[str, ValidatedDataset],
+    bom: bool = True,
 ) -> Path:
     """Write the date's data files into a fresh staging folder and return it.
 
-    The report and the outbox are added to it by their own steps.
+    CSVs go through ``tasks.csvfile`` (``bom``: ``[output] csv_bom``). The report, the outbox
+    and ``at_risk.xlsx`` are added to the folder by their own steps.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = out_dir / f".{as_of.isoformat()}.staging-{uuid.uuid4().hex[:8]}"
     stage.mkdir()
     scores.write_parquet(stage / "scores.parquet")
-    scores.write_csv(stage / "scores.csv", float_precision=4)
-    lifecycle = set(ACTIONS_CSV_COLUMNS) <= set(actions.columns)
-    actions.select(ACTIONS_CSV_COLUMNS if lifecycle else ACTION_COLUMNS).write_csv(
-        stage / "actions.csv"
-    )
+    write_csv(scores, stage / "scores.csv", bom)
+    write_csv(listed_actions(actions), stage / "actions.csv", bom)
     (stage / "kpis.json").write_text(json.dumps(kpis, indent=2, ensure_ascii=False))
     (stage / "validation.json").write_text(json.dumps(validation_json(validated), indent=2))
-    _write_quarantine(validated, stage / "quarantine")
+    _write_quarantine(validated, stage / "quarantine", bom)
     (stage / "outbox").mkdir()
     return stage
 

@@ -11,6 +11,7 @@ import polars as pl
 
 from tasks.clv.model import ClvResult, fit_clv, params_dict
 from tasks.clv.rfm import read_orders
+from tasks.csvfile import write_csv
 
 PARAMS_FILE = "clv_params.json"
 CUSTOMERS_FILE = "clv_customers.csv"
@@ -30,7 +31,7 @@ def clv_command(
     params = params_dict(result)
     params_path, customers_path = out_dir / PARAMS_FILE, out_dir / CUSTOMERS_FILE
     params_path.write_text(json.dumps(params, indent=2) + "\n")
-    _customers_with_holdout(result).write_csv(customers_path)
+    write_csv(_customers_with_holdout(result), customers_path)
     return {
         **params,
         "expected_purchases_total": float(result.customers["expected_purchases"].sum()),

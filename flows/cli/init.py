@@ -132,6 +132,9 @@ _HELP: dict[str, str] = {
     "output.history": "all scores and KPIs of all dates: duckdb:///file or postgresql://...",
     "output.cache": "reuse each dataset's extraction while its source is unchanged (a re-run "
     "after a failure does not read the sources again); kept in <dir>/.cache",
+    "output.csv_bom": "start every CSV with a UTF-8 byte-order mark, so Excel reads accents "
+    "right (false: plain UTF-8)",
+    "output.xlsx_max_rows": "rows per sheet of at_risk.xlsx (the CSVs have all); 0: no workbook",
     "report.recipients": "who receives the stakeholder report",
     "report.csm_digests": "send each CSM (accounts.csm_email) a digest of their accounts",
     "report.top_n": "rows in each list of the report",

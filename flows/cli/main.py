@@ -22,6 +22,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 if TYPE_CHECKING:
+    from flows.progress import Reporter
     from flows.server import TemporaryApi
 
 
@@ -38,12 +39,34 @@ class _NoTracebacks(logging.Filter):
         return True
 
 
-def _quiet_prefect(debug: bool) -> None:
+def _quiet_prefect(debug: bool, verbose: bool = False, progress: bool = False) -> None:
+    """Drop tracebacks from Prefect's console; with ``progress`` (a command that shows one),
+    also Prefect's own INFO lines unless ``verbose`` (``flows.progress.PrefectQuiet``).
+    """
+    from flows.progress import PrefectQuiet
+
+    if progress:
+        for h in logging.getLogger().handlers:
+            h.addFilter(PrefectQuiet(verbose or debug))
     if debug:
         return
     for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
         for h in logging.getLogger(name).handlers:
             h.addFilter(_NoTracebacks())
+
+
+def _show_progress(args: argparse.Namespace) -> Reporter | None:
+    """Install the progress display of a command that runs flows: live on a terminal."""
+    if args.command not in FLOW_MODULES or getattr(args, "skip_run", False):
+        return None
+    from flows.progress import TerminalReporter, for_stream, install
+
+    shown = for_stream(sys.stderr, args.command)
+    if isinstance(shown, TerminalReporter):
+        for h in logging.getLogger().handlers:
+            shown.adopt(h)  # Prefect's warnings print above the live line, not through it
+    install(shown)
+    return shown
 
 
 # the commands that run flows, and the modules they import before their first flow call
@@ -94,12 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = parser().parse_args(argv)
     api = spawn_api(args)
+    shown: Reporter | None = None
     try:
         if args.command not in ("clv", "init"):
             from prefect.logging.configuration import setup_logging
 
             setup_logging()  # Prefect's handlers exist from here on, so they can be quietened
-            _quiet_prefect(args.debug)
+            shown = _show_progress(args)
+            _quiet_prefect(args.debug, args.verbose, shown is not None)
         _use_api(args, api)
         return COMMANDS[args.command](args)
     except ChsError as err:
@@ -118,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("chs: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if shown is not None:
+            shown.close()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import date
+from importlib import metadata
 from pathlib import Path
 
 DEFAULT_CONFIG = "chs.toml"
@@ -54,28 +55,64 @@ def _scale_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    """Return the installed package's version (its metadata), or why there is none."""
+    try:
+        return metadata.version("customer-health-score")
+    except metadata.PackageNotFoundError:
+        return "(not installed: run `make .venv/.installed`)"
+
+
+def _verbose_arg(p: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    """``--verbose`` before or after the sub-command (after it, SUPPRESS keeps the one before)."""
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="also show Prefect's own log lines (each task's and flow's state)",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
     ap = argparse.ArgumentParser(
         prog="chs", description="Customer health scores: extract, validate, score, report."
     )
     ap.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    ap.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="show the version"
+    )
+    _verbose_arg(ap, False)
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
         "demo", help="make realistic sample data in demo/ and run the weekly flow on it"
     )
-    p.add_argument("--accounts", type=int, default=2000)
+    p.add_argument(
+        "--accounts",
+        type=int,
+        default=2000,
+        help="accounts to generate (default 2000, at least 10)",
+    )
     p.add_argument("--skip-run", action="store_true", help="only write the data and demo/chs.toml")
     p.add_argument("--dir", default="demo", help="where to write the demo (default: demo)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--events-per-account", type=int, default=2500)
+    p.add_argument(
+        "--seed", type=int, default=7, help="random seed: the same seed, the same data (default 7)"
+    )
+    p.add_argument(
+        "--events-per-account",
+        type=int,
+        default=2500,
+        help="product events per account over the demo's year (default 2500)",
+    )
     p.add_argument(
         "--history-weeks", type=int, default=52, help="weeks of history to backfill before the run"
     )
+    _verbose_arg(p)
 
     p = sub.add_parser("run", help="run the weekly flow for one as-of date")
     _config_arg(p)
+    _verbose_arg(p)
     p.add_argument("--as-of", type=_date, default=None, help="ISO date (default: today)")
     p.add_argument(
         "--send",
@@ -93,10 +130,16 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("backfill", help="compute every snapshot in a date range")
     _config_arg(p)
-    p.add_argument("--start", type=_date, required=True)
-    p.add_argument("--end", type=_date, required=True)
+    _verbose_arg(p)
+    p.add_argument("--start", type=_date, required=True, help="first as-of date (ISO)")
+    p.add_argument("--end", type=_date, required=True, help="last as-of date (ISO, inclusive)")
     p.add_argument("--every", type=_every, default=7, help="step, e.g. 1w (default) or 1d")
-    p.add_argument("--send", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument(
+        "--send",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="deliver the e-mails built over SMTP (default: keep them in the outbox)",
+    )
     p.add_argument(
         "--emails",
         choices=("last", "all"),
@@ -107,7 +150,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="read and validate every source; write nothing")
     _config_arg(p)
-    p.add_argument("--as-of", type=_date, default=None)
+    p.add_argument("--as-of", type=_date, default=None, help="ISO date (default: today)")
 
     p = sub.add_parser("serve", help="serve the weekly deployment on its cron schedule")
     _config_arg(p)
@@ -127,10 +170,13 @@ def parser() -> argparse.ArgumentParser:
         "backtest", help="measure how well the score predicted churn, and fit learned weights"
     )
     _config_arg(p)
+    _verbose_arg(p)
     p.add_argument(
         "--as-of", type=_date, default=None, help="churn is known up to this date (default: today)"
     )
-    p.add_argument("--horizon-days", type=int, default=90)
+    p.add_argument(
+        "--horizon-days", type=int, default=90, help="days after a snapshot that count as churn"
+    )
     p.add_argument(
         "--compare",
         default=None,
@@ -165,8 +211,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     p = sub.add_parser("clv", help="fit BG/NBD + Gamma-Gamma CLV on an orders file")
-    p.add_argument("--orders", type=Path, required=True)
-    p.add_argument("--calibration-end", type=_date, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--horizon-weeks", type=float, default=39.0)
+    p.add_argument("--orders", type=Path, required=True, help="orders file (CSV, Parquet, JSONL)")
+    p.add_argument(
+        "--calibration-end",
+        type=_date,
+        required=True,
+        help="the models learn from orders up to this date; later ones are the holdout",
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder for the parameters and CSV")
+    p.add_argument(
+        "--horizon-weeks", type=float, default=39.0, help="weeks the CLV looks ahead (default 39)"
+    )
     return ap

@@ -13,8 +13,9 @@ import polars as pl
 
 from tasks.actions import PRIORITY_ORDER
 from tasks.config import Config
+from tasks.csvfile import csv_bytes
 from tasks.mail.digest import digest_sections, sectioned
-from tasks.mail.message import Chart, build_message, safe_csv, valid_address
+from tasks.mail.message import Chart, build_message, valid_address
 from tasks.report.charts import PNG_SCALE, ChartSpec, histogram, submit_png
 from tasks.report.context import ReportContext
 from tasks.report.format import ALL_SEGMENTS, SEGMENT_COLOURS, SEGMENT_LABELS
@@ -155,10 +156,11 @@ def _stakeholder_email(
 ) -> tuple[EmailMessage, dict[str, bytes]]:
     as_of, seg = context["as_of"], {s["key"]: s for s in context["segments"]}
     csvs = {
-        f"{s}-{as_of}.csv": safe_csv(
+        f"{s}-{as_of}.csv": csv_bytes(
             scores.filter(pl.col("segment").fill_null("insufficient_data") == s).select(
                 [c for c in _LIST_COLUMNS if c in scores.columns]
-            )
+            ),
+            cfg.output.csv_bom,
         )
         for s in ("at_risk", "neutral", "healthy", "insufficient_data")  # most needed first
         if s != "insufficient_data" or seg[s]["count"]
@@ -206,7 +208,10 @@ def _digest_email(
     )
     csv_name = f"actions-{as_of}.csv"
     budget = within_budget(
-        {csv_name: safe_csv(work.drop("csm_email"))}, cfg, as_of, f"your actions ({address}):"
+        {csv_name: csv_bytes(work.drop("csm_email"), cfg.output.csv_bom)},
+        cfg,
+        as_of,
+        f"your actions ({address}):",
     )
     if budget.files:  # one file per CSM in the shared folder
         budget.files = {

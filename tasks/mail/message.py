@@ -14,7 +14,6 @@ from email.utils import formatdate, make_msgid, parseaddr
 from typing import Any
 
 import css_inline
-import polars as pl
 
 from tasks.report.templates import environment
 
@@ -24,7 +23,6 @@ MAIL_POLICY = policy.SMTP.clone(cte_type="7bit")
 LINEBREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-_FORMULA_START = r"^[=+\-@\t\r]"  # what a spreadsheet may run as a formula
 _INLINER = css_inline.CSSInliner(
     keep_style_tags=False, keep_link_tags=False, keep_at_rules=False, load_remote_stylesheets=False
 )
@@ -104,16 +102,3 @@ def build_message(
     for name, data in attachments.items():
         msg.add_attachment(data, maintype="text", subtype="csv", filename=name)
     return msg
-
-
-def safe_csv(df: pl.DataFrame) -> bytes:
-    """Write CSV whose text cells cannot run as spreadsheet formulas (OWASP CSV injection)."""
-    text = [c for c, t in df.schema.items() if t == pl.String]
-    guarded = df.with_columns(
-        pl.when(pl.col(c).str.contains(_FORMULA_START))
-        .then(pl.lit("'") + pl.col(c))
-        .otherwise(pl.col(c))
-        .alias(c)
-        for c in text
-    )
-    return guarded.write_csv().encode("utf-8")

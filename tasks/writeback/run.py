@@ -15,12 +15,12 @@ from pathlib import Path
 import polars as pl
 
 from tasks.config import Config
+from tasks.csvfile import write_csv
 from tasks.errors import ChsError, ConfigError
 from tasks.history.connect import open_history
 from tasks.history.schema import schema_of
 from tasks.history.sql import SqlHistory
 from tasks.http_retry import Retry
-from tasks.mail.message import safe_csv
 from tasks.sources.secrets import named_secret, resolve_uri
 from tasks.writeback.changes import by_record, changed, intended_values, target_label
 from tasks.writeback.settings import WritebackConfig
@@ -148,11 +148,11 @@ def writeback(
             result.written, result.failed = len(out.written), out.failed
     finally:
         store.close()
-    _write_csv(csv, todo, out, apply)
+    _write_csv(csv, todo, out, apply, cfg.output.csv_bom)
     return result
 
 
-def _write_csv(csv: Path, todo: pl.DataFrame, out: Outcome, apply: bool) -> None:
+def _write_csv(csv: Path, todo: pl.DataFrame, out: Outcome, apply: bool, bom: bool) -> None:
     csv.parent.mkdir(parents=True, exist_ok=True)
     failed = {k: f"failed: {v}" for k, v in out.failed.items()}
     status = (
@@ -161,4 +161,4 @@ def _write_csv(csv: Path, todo: pl.DataFrame, out: Outcome, apply: bool) -> None
         else pl.lit("dry run")
     )
     table = todo.with_columns(status.alias("result"))
-    csv.write_bytes(safe_csv(table))
+    write_csv(table, csv, bom)

@@ -39,7 +39,7 @@ from flows.weekly import weekly_flow
 from tasks.config import Config, parse_config
 from tasks.errors import ConfigError
 from tasks.mail.compose import build_emails
-from tasks.mail.message import build_message, header_safe, safe_csv, valid_address
+from tasks.mail.message import build_message, header_safe, valid_address
 from tasks.mail.outbox import SENT_LOG, DeliveryError, pending, write_outbox
 from tasks.mail.smtp import SmtpSettings, send_outbox
 from tasks.report.context import ReportInputs, build_context
@@ -640,13 +640,6 @@ def test_chs_send_delivers_what_is_left(
     assert len(handler.received) == 3
     assert "3 sent" in out.out
     assert PASSWORD not in out.out + out.err
-
-
-def test_safe_csv_neutralises_formulas() -> None:
-    df = pl.DataFrame({"name": ["=1+1", "+x", "-y", "@z", "ok"], "n": [-1, 2, 3, 4, 5]})
-    back = pl.read_csv(io.BytesIO(safe_csv(df)))
-    assert back["name"].to_list() == ["'=1+1", "'+x", "'-y", "'@z", "ok"]
-    assert back["n"].to_list() == [-1, 2, 3, 4, 5]  # numbers stay numbers
 
 
 # --- end to end ---------------------------------------------------------------------------

@@ -65,9 +65,14 @@ class DemoMail:
 
 
 def _fast(cfg: Config) -> Config:
-    # the suites' Polars translation: the same checks, without GX start-up per week
+    # the suites' Polars translation: the same checks, without GX start-up per week; and a
+    # capacity of 6 new actions per owner: the seeded 200-account demo then has new, carried and
+    # deferred actions in its second week (the default 10 defers none there)
     return cfg.model_copy(
-        update={"validation": cfg.validation.model_copy(update={"gx_max_rows": 0})}
+        update={
+            "validation": cfg.validation.model_copy(update={"gx_max_rows": 0}),
+            "playbook_settings": cfg.playbook_settings.model_copy(update={"max_new_per_owner": 6}),
+        }
     )
 
 
