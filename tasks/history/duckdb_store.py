@@ -40,8 +40,12 @@ def _wait_for(connect: Any, what: str, timeout: float) -> Any:
 
 
 # what a damaged file raises once its data blocks are read (the catalogue may still open)
-_DAMAGE = (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException)
-_DAMAGE += (duckdb.FatalException,)
+_DAMAGE = (
+    duckdb.IOException,
+    duckdb.InternalException,
+    duckdb.SerializationException,
+    duckdb.FatalException,
+)
 
 
 @contextmanager
