@@ -86,8 +86,8 @@ def run_lock(out_dir: Path) -> Iterator[None]:
             sweep_leftovers(out_dir)
             if is_disk_full(err) and not isinstance(err, ChsError):
                 raise DiskFullError(
-                    f"The disk holding {out_dir} is full, so this run stopped and wrote nothing "
-                    "for its date; free some space and run it again."
+                    f"The disk holding {out_dir} is full, so this run stopped; the dates it had "
+                    "not finished are as they were. Free some space and run it again."
                 ) from err
             raise
         finally:

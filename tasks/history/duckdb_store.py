@@ -19,6 +19,7 @@ import polars as pl
 
 from tasks.errors import ChsError, ConfigError, HistoryError
 from tasks.history.sql import LOCK_TIMEOUT_S, SqlHistory, create_tables
+from tasks.runlock import is_disk_full
 
 _FILE_LOCKS: dict[str, threading.Lock] = {}
 _FILE_LOCKS_GUARD = threading.Lock()
@@ -54,6 +55,8 @@ def _readable(path: Path) -> Iterator[None]:
     try:
         yield
     except _DAMAGE as err:
+        if is_disk_full(err):
+            raise  # not damage: the run's lock reports the full disk (tasks/runlock.py)
         first = str(err).splitlines()[0]
         raise HistoryError(
             f"History store {path} cannot be read, the file looks damaged ({first}); restore "
