@@ -46,13 +46,11 @@ def _fill(folder: Path, leave: int) -> Path:
     """Write a file that takes all the space of the folder's disk but ``leave`` bytes."""
     filler = folder / "filler.bin"
     chunk = b"\0" * 65536
-    with filler.open("wb") as f:
-        try:
-            while True:
-                f.write(chunk)
-                f.flush()
-        except OSError as err:
-            assert err.errno == errno.ENOSPC
+    with filler.open("wb") as f, pytest.raises(OSError) as full:
+        while True:
+            f.write(chunk)
+            f.flush()
+    assert full.value.errno == errno.ENOSPC
     size = filler.stat().st_size
     with filler.open("r+b") as f:
         f.truncate(max(size - leave, 0))
