@@ -13,8 +13,9 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger
-from prefect.artifacts import MarkdownArtifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate
+from prefect.logging.loggers import flow_run_logger
 from pydantic import ValidationError
 
 from tasks.config import load_config
@@ -64,23 +65,31 @@ def _params(flow_run: Any) -> tuple[str | None, str | None]:
 
 
 def _artifact(flow_name: str, flow_run: Any, state: Any, cause: str) -> None:
+    """Attach a ``failed-run`` markdown artifact to the run (through the API client: a crash
+    hook runs outside the run's context, where ``create_markdown_artifact`` cannot be used).
+    """
     what = "crashed" if state.is_crashed() else "failed"
-    MarkdownArtifact(
-        key="failed-run",
-        markdown=(
-            f"# {flow_name} {what}\n\n**Cause:** {cause}\n\n"
-            f"Flow run: `{flow_run.name}` (`{flow_run.id}`), state {state.name}.\n\n"
-            "Nothing was published for a date the run had not finished; run it again once "
-            "the cause is fixed."
-        ),
-        description=f"Why this run {what}",
-        flow_run_id=flow_run.id,
-    ).create()
+    markdown = (
+        f"# {flow_name} {what}\n\n**Cause:** {cause}\n\n"
+        f"Flow run: `{flow_run.name}` (`{flow_run.id}`), state {state.name}.\n\n"
+        "Nothing was published for a date the run had not finished; run it again once "
+        "the cause is fixed."
+    )
+    with get_client(sync_client=True) as client:
+        client.create_artifact(
+            ArtifactCreate(
+                key="failed-run",
+                type="markdown",
+                data=markdown,
+                description=f"Why this run {what}",
+                flow_run_id=flow_run.id,
+            )
+        )
 
 
 def report_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """Prefect ``on_failure`` and ``on_crashed`` hook of every flow: log, artifact, e-mail."""
-    log = get_run_logger()
+    log = flow_run_logger(flow_run, flow)  # a crash hook runs outside the run's context
     cause = failure_cause(state)
     what = "crashed" if state.is_crashed() else "failed"
     log.error("flow run %s (%s) %s: %s", flow_run.name, flow_run.id, what, cause)
