@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,6 +92,43 @@ def chs(prefect_harness: None) -> Any:
         )
 
     return run
+
+
+@pytest.fixture
+def chs_started(prefect_harness: None) -> Iterator[Any]:
+    """Return ``start(*args, env=...)``: start the command line in a new process (not waited
+    for); any still running at the end is killed.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    api = str(PREFECT_API_URL.value())
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        full = {**os.environ, "PREFECT_API_URL": api, **(env or {})}
+        cmd = [sys.executable, "-m", "flows.cli", *args]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=full, text=True, stderr=subprocess.PIPE)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def wait_stopped(proc: subprocess.Popen[str], seconds: float = 200) -> None:
+    """Wait until the process has stopped itself (``CHS_FAULT_AT=<stage>:stop``)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the process exited with {proc.returncode} before its stop")
+        state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "T":
+            return
+        time.sleep(0.1)
+    raise AssertionError("the process did not reach its stop point")
 
 
 def killed(proc: subprocess.CompletedProcess[str]) -> bool:

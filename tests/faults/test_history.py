@@ -7,9 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import subprocess
-import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,7 @@ import pytest
 
 from flows.cli.main import main
 from tests.conftest import DEMO_END
-from tests.faults.conftest import ROOT, date_state
+from tests.faults.conftest import date_state, wait_stopped
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 WEEK = timedelta(days=7)
@@ -59,19 +56,6 @@ def test_a_damaged_history_file_is_one_sentence_and_nothing_is_overwritten(
     assert (demo / "out" / (DEMO_END - WEEK).isoformat() / "scores.parquet").is_file()
 
 
-def _stopped(proc: subprocess.Popen[str], seconds: float = 200) -> None:
-    """Wait until the process has stopped itself (CHS_FAULT_AT=...:stop)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the first writer exited with {proc.returncode}")
-        state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state == "T":
-            return
-        time.sleep(0.1)
-    raise AssertionError("the first writer did not reach its stop point")
-
-
 FIRST = {
     # the first writer, stopped while it holds the folder: a run in its render step, a
     # backfill in its second date's
@@ -85,35 +69,22 @@ FIRST = {
 
 @pytest.mark.parametrize("first", list(FIRST))
 def test_a_second_writer_of_the_same_folder_fails_clearly_and_the_first_completes(
-    first: str, demo: Path, capsys: pytest.CaptureFixture[str]
+    first: str, demo: Path, chs_started: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from prefect.settings import PREFECT_API_URL
-
     config = demo / "chs.toml"
     args, stop_at = FIRST[first]
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
-        "CHS_FAULT_AT": f"{stop_at}:stop",
-    }
-    cmd = [sys.executable, "-m", "flows.cli", *args, "--config", str(config)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, text=True, stderr=subprocess.PIPE)
-    try:
-        _stopped(proc)
-        capsys.readouterr()
-        assert _run(config) == 1
-        err = capsys.readouterr().err.strip()
-        assert err.startswith(
-            f"chs: error: Another chs run or backfill is writing {demo / 'out'} (process {proc.pid}"
-        ), err
-        assert err.endswith("run this one again once it has finished.")
-        os.kill(proc.pid, signal.SIGCONT)
-        _, stderr = proc.communicate(timeout=240)
-        assert proc.returncode == 0, stderr[-2000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc = chs_started(*args, "--config", str(config), env={"CHS_FAULT_AT": f"{stop_at}:stop"})
+    wait_stopped(proc)
+    capsys.readouterr()
+    assert _run(config) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        f"chs: error: Another chs run or backfill is writing {demo / 'out'} (process {proc.pid}"
+    ), err
+    assert err.endswith("run this one again once it has finished.")
+    os.kill(proc.pid, signal.SIGCONT)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr[-2000:]
     state = date_state(demo, DEMO_END)
     assert state["history"]["run_history"] == 1  # one complete run of the date
     assert state["history"]["score_history"] == len(state["scores"])
