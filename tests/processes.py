@@ -14,6 +14,11 @@ import time
 from pathlib import Path
 
 MARK = "CHS_TEST_SESSION"
+# helpers of Python's multiprocessing that read a pipe from this interpreter and end with it
+DIE_WITH_SESSION = (
+    "from multiprocessing.resource_tracker import main",
+    "from multiprocessing.forkserver import main",
+)
 
 
 def _ppid(pid: int) -> int | None:
@@ -64,7 +69,12 @@ def survivors(mark: str, root: int | None = None) -> list[int]:
         found |= frontier
     found |= {pid for pid in pids if pid != root and _marked(pid, mark)}
     found.discard(root)
-    return sorted(pid for pid in found if _state(pid) not in ("Z", "X"))
+    return sorted(
+        pid
+        for pid in found
+        if _state(pid) not in ("Z", "X")
+        and not any(helper in command_line(pid) for helper in DIE_WITH_SESSION)
+    )
 
 
 def wait_gone(mark: str, seconds: float) -> list[int]:
