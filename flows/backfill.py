@@ -9,31 +9,31 @@ skipped.
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.alerts import report_failure
 from flows.params import BackfillParams
 from flows.passes import PassPlan, open_store, plan, run_passes
 from flows.steps import RunResult, extract, validate
 from tasks.backfill import counted_only, dates_between, hashed_events
 from tasks.clock import utc_now
-from tasks.config import load_config
+from tasks.config import Config, load_config
 from tasks.history.context import lookback_days
 from tasks.history.memory import PassHistory
+from tasks.runlock import run_lock
 from tasks.validate import preload
 
 __all__ = ["backfill_flow", "dates_between"]
 
 
-@flow(name="customer-health-backfill")
-def backfill_flow(params: BackfillParams) -> list[RunResult]:
-    """Score every date from start to end in one pass; each date replaces its previous results."""
-    preload()  # Great Expectations loads while history and sources are read
-    cfg = load_config(Path(params.config_path))
-    dates = dates_between(params.start, params.end, params.every_days)
-    run_time = params.run_time or utc_now()
+def _backfill(
+    cfg: Config, params: BackfillParams, dates: list[date], run_time: datetime
+) -> tuple[list[RunResult], set[date]]:
+    """Read and validate once, then score and store every date not yet written."""
     history = open_store(cfg)
     try:
         raw = extract(cfg, dates[-1], run_time, first=dates[0])
@@ -52,6 +52,18 @@ def backfill_flow(params: BackfillParams) -> list[RunResult]:
         )
     finally:
         history.close()
+    return results, done
+
+
+@flow(name="customer-health-backfill", on_failure=[report_failure], on_crashed=[report_failure])
+def backfill_flow(params: BackfillParams) -> list[RunResult]:
+    """Score every date from start to end in one pass; each date replaces its previous results."""
+    preload()  # Great Expectations loads while history and sources are read
+    cfg = load_config(Path(params.config_path))
+    dates = dates_between(params.start, params.end, params.every_days)
+    run_time = params.run_time or utc_now()
+    with run_lock(cfg.out_dir):  # one writer per output folder
+        results, done = _backfill(cfg, params, dates, run_time)
     create_markdown_artifact(
         key="backfill-summary",
         markdown=(

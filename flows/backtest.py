@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
+from flows.alerts import report_failure
 from tasks.backtest import HORIZON_DAYS, backtest
 from tasks.backtest_horizons import capacity_of, full_backtest
 from tasks.clock import utc_now
@@ -113,7 +114,7 @@ def write_report(cfg: Config, report: dict[str, Any]) -> Path:
     return path
 
 
-@flow(name="customer-health-backtest")
+@flow(name="customer-health-backtest", on_failure=[report_failure], on_crashed=[report_failure])
 def backtest_flow(
     config_path: str,
     as_of: date | None = None,

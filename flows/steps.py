@@ -35,6 +35,7 @@ from tasks.config import Config
 from tasks.csvfile import write_csv
 from tasks.currency import rate_table, to_home
 from tasks.errors import is_transient
+from tasks.faults import fault_point
 from tasks.features.build import build_features_many
 from tasks.forecast import renewal_forecast
 from tasks.history.connect import open_history
@@ -46,7 +47,6 @@ from tasks.mail.compose import Drawn, build_emails, draw_digest_charts
 from tasks.mail.outbox import write_outbox
 from tasks.mail.smtp import SmtpSettings, send_outbox
 from tasks.outputs import (
-    discard,
     listed_actions,
     publish,
     scores_table,
@@ -142,6 +142,7 @@ def extract(
                 f"{data[name].height:,}",
                 time.perf_counter() - t,
             )
+    fault_point("after-extract")  # test-only: CHS_FAULT_AT (tasks/faults.py)
     return data
 
 
@@ -165,6 +166,7 @@ def validate(
 
     out["accounts"] = validate_dataset(home("accounts"), "accounts", cfg, run_time)
     gate(out["accounts"], cfg)
+    fault_point("validate")
     check_hierarchy(out["accounts"].accepted)  # a cycle of parents stops the run (exit 2)
     ids = out["accounts"].accepted["account_id"].to_list()
     for name in raw:
@@ -233,7 +235,13 @@ def calibrate_churn(
     return scored, churn
 
 
-@task(name="history-read", retries=2, retry_delay_seconds=[1, 5], cache_policy=NONE)
+@task(
+    name="history-read",
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    retry_condition_fn=_retry_transient,
+    cache_policy=NONE,
+)
 def read_history(cfg: Config, as_of: date) -> HistoryContext:
     """Fetch last week's and 4 weeks' ago scores, recent KPIs, the trend and the ARR at the KPI window start."""
     store = open_history(cfg)
@@ -353,6 +361,7 @@ def render(
     effect: dict[str, Any] | None = None,
 ) -> ReportContext:
     """Build the report's context and write ``report.html`` into the staging folder."""
+    fault_point("render")
     surveys = validated.get("survey_responses")
     ctx = build_context(
         ReportInputs(
@@ -399,20 +408,27 @@ def compose_emails(
     return len(write_outbox(built.messages, stage / "outbox"))
 
 
-@task(name="store", retries=2, retry_delay_seconds=[1, 5], cache_policy=NONE)
+@task(
+    name="store",
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    retry_condition_fn=_retry_transient,
+    cache_policy=NONE,
+)
 def store(
     cfg: Config, snapshot: Snapshot, stage: Path, history: HistoryStore | None = None
 ) -> Path:
-    """Write the snapshot to history in one transaction, then publish the date's files."""
+    """Write the snapshot to history in one transaction, then publish the date's files.
+
+    A failure keeps the staging folder for a retry; the run's lock removes it if the run fails.
+    """
     target = history or open_history(cfg)
     try:
         target.write_snapshot(snapshot)
-    except BaseException:
-        discard(stage)
-        raise
     finally:
         if history is None:
             target.close()
+    fault_point("publish")
     return publish(stage, cfg.out_dir, snapshot.as_of)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.alerts import alert_on_failure
+from flows.alerts import report_failure
 from flows.chat import compose_chat, deliver_chat
 from flows.params import WeeklyParams
 from flows.steps import (
@@ -25,25 +25,32 @@ from flows.steps import (
 from flows.writeback import write_back
 from tasks.clock import utc_now
 from tasks.config import load_config
+from tasks.runlock import run_lock
 from tasks.validate import preload
 
 
-@flow(name="customer-health-weekly", log_prints=False, on_failure=[alert_on_failure])
+@flow(
+    name="customer-health-weekly",
+    log_prints=False,
+    on_failure=[report_failure],
+    on_crashed=[report_failure],
+)
 def weekly_flow(params: WeeklyParams) -> RunResult:
     """Score every account for one as-of date and build the report and e-mails."""
     preload()  # Great Expectations loads while history and sources are read
     cfg = load_config(Path(params.config_path))
     run_time = params.run_time or utc_now()  # one clock, in UTC like every timestamp read
-    day = params.as_of or run_time.date()
-    history = read_history(cfg, day)
-    raw = extract(cfg, day, run_time)
-    validated = validate(cfg, raw, run_time, day)
-    feats = compute_features(cfg, validated, [day], params)
-    prepared = prepare_date(cfg, day, feats, validated, history, run_time, pages=params.pages)
-    compose_chat(cfg, prepared.scored, prepared.actions, day, prepared.out)
-    done = replace(prepared, out=store(cfg, prepared.snapshot, prepared.out))
-    result = result_of(done, deliver(done.out, params.send))
-    deliver_chat(cfg, done.out, params.send)
-    write_back(cfg, day)
-    publish_artifacts(result, done)
-    return result
+    with run_lock(cfg.out_dir):  # one writer per output folder
+        day = params.as_of or run_time.date()
+        history = read_history(cfg, day)
+        raw = extract(cfg, day, run_time)
+        validated = validate(cfg, raw, run_time, day)
+        feats = compute_features(cfg, validated, [day], params)
+        prepared = prepare_date(cfg, day, feats, validated, history, run_time, pages=params.pages)
+        compose_chat(cfg, prepared.scored, prepared.actions, day, prepared.out)
+        done = replace(prepared, out=store(cfg, prepared.snapshot, prepared.out))
+        result = result_of(done, deliver(done.out, params.send))
+        deliver_chat(cfg, done.out, params.send)
+        write_back(cfg, day)
+        publish_artifacts(result, done)
+        return result

@@ -30,5 +30,13 @@ def is_transient(exc: BaseException) -> bool:
     return True
 
 
+class HistoryError(ChsError):
+    """The history store cannot be reached or was lost mid-write (exit status 1)."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient  # the server was down or restarting: a retry may cure it
+
+
 class ValidationGateError(ChsError):
     """A dataset failed a dataset-level check, so nothing is scored (exit status 1)."""

@@ -18,6 +18,7 @@ import polars as pl
 from tasks.config import Config
 from tasks.csvfile import write_csv
 from tasks.kpis import Kpis
+from tasks.mail.outbox import carry_sent
 from tasks.schemas import ACTION_COLUMNS, ACTIONS_CSV_COLUMNS, DIMENSIONS
 from tasks.validate import ValidatedDataset
 
@@ -112,8 +113,13 @@ def stage_outputs(
 
 
 def publish(stage: Path, out_dir: Path, as_of: date) -> Path:
-    """Swap the staging folder in as ``<out>/<D>``; the old version is removed only after."""
+    """Swap the staging folder in as ``<out>/<D>``; the old version is removed only after.
+
+    What the old version's outbox already delivered stays delivered: a re-run of the date (after
+    a run killed while sending, say) does not e-mail the same recipient twice.
+    """
     target = out_dir / as_of.isoformat()
+    carry_sent(target / "outbox", stage / "outbox")
     old = out_dir / f".{as_of.isoformat()}.old-{uuid.uuid4().hex[:8]}"
     if target.exists():
         target.rename(old)
@@ -121,8 +127,3 @@ def publish(stage: Path, out_dir: Path, as_of: date) -> Path:
     if old.exists():
         shutil.rmtree(old, ignore_errors=True)
     return target
-
-
-def discard(stage: Path) -> None:
-    """Remove a staging folder after a failure."""
-    shutil.rmtree(stage, ignore_errors=True)

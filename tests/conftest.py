@@ -24,8 +24,31 @@ os.environ["PREFECT_HOME"] = _PREFECT_HOME
 atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
 
 from demodata.folder import make_demo  # noqa: E402
+from tests.processes import MARK, command_line, kill_all, wait_gone  # noqa: E402
+
+# Every process the tests start inherits this mark, so the session-end check below finds the
+# ones left running, even those whose parent died (see tests/processes.py).
+_SESSION_MARK = uuid.uuid4().hex
+os.environ[MARK] = _SESSION_MARK
 
 DEMO_END = date(2026, 11, 16)  # a Monday; fixed so the fixture data never changes
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Fail the session if a process the tests started is still running at its end.
+
+    Autouse and session-wide, so it is set up first and torn down last: after the Prefect
+    harness has stopped its server. Survivors are listed with their command lines, then killed.
+    """
+    yield
+    if not Path("/proc/self/status").exists():
+        return  # the check reads /proc (Linux)
+    left = wait_gone(_SESSION_MARK, seconds=5)
+    if left:
+        lines = "\n".join(f"  {pid}: {command_line(pid)}" for pid in left)
+        kill_all(left)
+        pytest.fail(f"{len(left)} process(es) started by the tests were left running:\n{lines}")
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ Flows are imported inside the commands, so ``chs init`` and ``chs clv`` never im
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -40,7 +41,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     r = weekly_flow(params)
     _summary(r, time.perf_counter() - t)
-    return 0
+    return _undelivered(r, args.send)
+
+
+def _undelivered(r: Any, send: bool) -> int:
+    """Say in one sentence when e-mails the run was asked to send wait in the outbox; exit 1."""
+    if not (send and r.smtp and r.pending):
+        return 0
+    print(
+        f"chs: error: {r.pending} of {r.emails} e-mails could not be delivered (the server's "
+        f"answer is in the warnings above) and wait in {r.out / 'outbox'}; "
+        f"`chs send --as-of {r.as_of}` delivers them.",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _summary(r: Any, seconds: float) -> None:

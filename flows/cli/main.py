@@ -45,14 +45,17 @@ def _quiet_prefect(debug: bool, verbose: bool = False, progress: bool = False) -
     """
     from flows.progress import PrefectQuiet
 
-    if progress:
-        for h in logging.getLogger().handlers:
+    for h in logging.getLogger().handlers:  # a second command in one process: its own filter
+        for f in [f for f in h.filters if isinstance(f, PrefectQuiet)]:
+            h.removeFilter(f)
+        if progress:
             h.addFilter(PrefectQuiet(verbose or debug))
     if debug:
         return
     for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
         for h in logging.getLogger(name).handlers:
-            h.addFilter(_NoTracebacks())
+            if not any(isinstance(f, _NoTracebacks) for f in h.filters):
+                h.addFilter(_NoTracebacks())
 
 
 def _show_progress(args: argparse.Namespace) -> Reporter | None:
@@ -146,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if shown is not None:
             shown.close()
+            from flows.progress import install
+
+            install(None)  # its stream may close with the command (a caller's capture)
 
 
 if __name__ == "__main__":

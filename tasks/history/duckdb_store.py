@@ -17,8 +17,9 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from tasks.errors import ChsError, ConfigError
+from tasks.errors import ChsError, ConfigError, HistoryError
 from tasks.history.sql import LOCK_TIMEOUT_S, SqlHistory, create_tables
+from tasks.runlock import is_disk_full
 
 _FILE_LOCKS: dict[str, threading.Lock] = {}
 _FILE_LOCKS_GUARD = threading.Lock()
@@ -37,6 +38,30 @@ def _wait_for(connect: Any, what: str, timeout: float) -> Any:
                 raise ChsError(f"History store {what} cannot be opened: {first}.") from None
         time.sleep(pause)
         pause = min(pause * 2, 1.0)
+
+
+# what a damaged file raises once its data blocks are read (the catalogue may still open)
+_DAMAGE = (
+    duckdb.IOException,
+    duckdb.InternalException,
+    duckdb.SerializationException,
+    duckdb.FatalException,
+)
+
+
+@contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """Turn the errors of a damaged or truncated file into one sentence naming it."""
+    try:
+        yield
+    except _DAMAGE as err:
+        if is_disk_full(err):
+            raise  # not damage: the run's lock reports the full disk (tasks/runlock.py)
+        first = str(err).splitlines()[0]
+        raise HistoryError(
+            f"History store {path} cannot be read, the file looks damaged ({first}); restore "
+            "it from a backup, or move it away to start a new history."
+        ) from None
 
 
 def _file_lock(path: Path) -> threading.Lock:
@@ -84,15 +109,18 @@ class DuckDBHistory(SqlHistory):
 
     def _frame(self, sql: str, params: Sequence[Any], schema: pl.Schema) -> pl.DataFrame:
         # DuckDB 2.0: relations (con.sql) convert to Polars; execute() results no longer do
-        df = self._reader().sql(sql, params=list(params)).pl()
+        with _readable(self.path):
+            df = self._reader().sql(sql, params=list(params)).pl()
         return df.cast(schema) if df.width else pl.DataFrame(schema=schema)
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         # DuckDB 2.0 keeps a result open until it is fetched to the end: fetchall, not fetchone
-        return self._reader().execute(sql, list(params)).fetchall()
+        with _readable(self.path):
+            return self._reader().execute(sql, list(params)).fetchall()
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self.con.execute(sql, list(params)).fetchall()
+        with _readable(self.path):
+            self.con.execute(sql, list(params)).fetchall()
 
     def _insert(self, table: str, df: pl.DataFrame) -> None:
         self.con.register("_incoming", df.to_arrow())

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import polars as pl
 import psycopg
 
-from tasks.errors import ChsError
+from tasks.errors import HistoryError
 from tasks.history.sql import SqlHistory, create_tables
 
 _PG_LOCK_SPACE = 0x43485331  # first key of this store's PostgreSQL advisory locks ("CHS1")
@@ -40,7 +40,10 @@ class PostgresHistory(SqlHistory):
             self.con = psycopg.connect(url, connect_timeout=10, autocommit=True)
         except psycopg.Error as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ChsError(f"History store {self.url} cannot be opened: {first}.") from None
+            raise HistoryError(
+                f"History store {self.url} cannot be opened: {first}.",
+                transient=isinstance(err, psycopg.OperationalError),
+            ) from None
         with self.con.transaction():
             self._execute("select pg_advisory_xact_lock(?, 0)", [_PG_LOCK_SPACE])
             create_tables(self, "postgres")
@@ -90,10 +93,20 @@ class PostgresHistory(SqlHistory):
 
     @contextmanager
     def _transaction(self, as_of: date) -> Iterator[None]:
-        with self.con.transaction():
-            # a second writer of the same date waits here until the first one commits
-            self._execute("select pg_advisory_xact_lock(?, ?)", [_PG_LOCK_SPACE, as_of.toordinal()])
-            yield
+        try:
+            with self.con.transaction():
+                # a second writer of the same date waits here until the first one commits
+                self._execute(
+                    "select pg_advisory_xact_lock(?, ?)", [_PG_LOCK_SPACE, as_of.toordinal()]
+                )
+                yield
+        except psycopg.OperationalError as err:  # the server went away: nothing was committed
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise HistoryError(
+                f"History store {self.url} was lost while {as_of} was being written ({first}); "
+                "nothing of that date was stored.",
+                transient=True,
+            ) from None
 
     def close(self) -> None:
         """Close the connection."""

@@ -64,6 +64,24 @@ def write_sent_log(outbox: Path, log: dict[str, Any]) -> None:
     tmp.replace(outbox / SENT_LOG)
 
 
+def carry_sent(old: Path, new: Path) -> int:
+    """Mark as sent in ``new`` each message that ``old`` (the date's previous outbox) delivered
+    under the same name (one per recipient); return how many.
+    """
+    if not (old / SENT_LOG).exists() or not new.is_dir():
+        return 0
+    before = sent_log(old)
+    names = {p.name for p in new.glob("*.eml")}
+    carried = {
+        name: {**entry, "carried_from_previous_run": True}
+        for name, entry in before.items()
+        if name in names
+    }
+    if carried:
+        write_sent_log(new, {**sent_log(new), **carried})
+    return len(carried)
+
+
 def pending(outbox: Path) -> list[Path]:
     """Return the .eml files of an outbox that no server has accepted yet."""
     sent = sent_log(outbox)

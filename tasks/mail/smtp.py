@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.errors import ConfigError
+from tasks.faults import fault_point
 from tasks.mail.message import DEFAULT_SENDER, LINEBREAKS, MAIL_POLICY, header_safe, valid_address
 from tasks.mail.outbox import locked, sent_log, write_sent_log
 
@@ -63,6 +64,14 @@ class SmtpSettings:
                 "CHS_SMTP_USER is set but CHS_SMTP_SECURITY is none: the password would cross "
                 "the network unencrypted; use starttls or ssl."
             )
+        try:
+            timeout = float(e.get("CHS_SMTP_TIMEOUT") or 30)
+        except ValueError:
+            timeout = -1.0
+        if not timeout > 0:
+            raise ConfigError(
+                f"CHS_SMTP_TIMEOUT is {e.get('CHS_SMTP_TIMEOUT')!r}, not a number of seconds."
+            )
         cafile = e.get("CHS_SMTP_CA_FILE") or None
         if cafile and not Path(cafile).is_file():
             raise ConfigError(f"CHS_SMTP_CA_FILE {cafile} does not exist.")
@@ -74,6 +83,7 @@ class SmtpSettings:
             security,
             cls.sender_from_env(e),
             cafile,
+            timeout,
         )
 
     @staticmethod
@@ -250,6 +260,7 @@ def send_outbox(
                     log[path.name] = entry
                     write_sent_log(outbox, log)
                     report.sent, report.pending = report.sent + 1, report.pending - 1
+                    fault_point("deliver")  # test-only: CHS_FAULT_AT (tasks/faults.py)
                 if error:
                     report.errors.append(f"{path.name}: {error}")
                 if stop:

@@ -31,6 +31,7 @@ import polars as pl
 import psycopg
 
 from tasks.config import Config, SourceConfig
+from tasks.errors import SourceError
 from tasks.sources.databases import db_path, source_query
 from tasks.sources.plan import ReadPlan, Window, plan_read, point_in_time
 from tasks.sources.read import read_typed
@@ -164,7 +165,44 @@ def extract_cached(
     typed = store.get(name, key) if store and key else None
     hit = typed is not None
     if typed is None:
-        typed = read_typed(name, cfg, plan)
+        typed, key = _read_steady(name, cfg, plan, store, key)
         if store and key:
             store.put(name, key, typed)
     return point_in_time(typed, name, cfg, window), hit
+
+
+READS = 3  # reads of a source that keeps changing under us before the run gives up
+
+
+def _read_steady(
+    name: str, cfg: Config, plan: ReadPlan, store: ExtractCache | None, key: str | None
+) -> tuple[pl.DataFrame, str | None]:
+    """Read the source; when its files changed during the read (a file being rewritten), read
+    again, so neither the run nor the cache ever takes a half-written file.
+
+    Returns the data and the cache key of exactly what was read (None: do not cache).
+    """
+    steady = store is not None and key is not None and not _is_database(cfg.sources[name].uri)
+    for _ in range(READS):
+        try:
+            typed = read_typed(name, cfg, plan)
+        except Exception:
+            if steady and store is not None and store.key(name, cfg, plan) != key:
+                key = store.key(name, cfg, plan)  # a half-written file failed to parse
+                continue
+            raise
+        if not steady or store is None:
+            return typed, key
+        after = store.key(name, cfg, plan)
+        if after == key:
+            return typed, key
+        key = after
+    raise SourceError(
+        f"Source {name} ({cfg.sources[name].uri}) kept changing while it was read "
+        f"({READS} reads); run again once whatever writes it has finished.",
+        transient=True,
+    )
+
+
+def _is_database(uri: str) -> bool:
+    return resolve_uri(uri).startswith(("postgresql://", "postgres://"))
