@@ -150,8 +150,16 @@ def _stakeholder_email(
         "list_title": f"Most urgent actions ({urgent.height} of {rows.height:,})",
         "rows": urgent.to_dicts(),
         "footer": "Sent by the Customer Health Score pipeline.",
+        "voice_rows": [],  # the report's voice block lists them all
     }
     return build_message(sender, to, subject, ctx, attachments, _stakeholder_charts(context))
+
+
+def own_voice(context: ReportContext, own: pl.DataFrame) -> list[dict[str, Any]]:
+    """Return the CSM's accounts with text evidence (tasks/text/evidence.py), at most 10."""
+    ids = set(own["account_id"].to_list())
+    voice = context.get("voice") or {}
+    return [a for a in voice.get("accounts", []) if a["account_id"] in ids][:10]
 
 
 def _digest_email(
@@ -189,6 +197,7 @@ def _digest_email(
         + ("; the attached CSV has them all)" if shown.height < part.height else ")"),
         "rows": shown.to_dicts(),
         "footer": "You receive this because you are the CSM of these accounts.",
+        "voice_rows": own_voice(context, own),
     }
     charts = [
         Chart(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import polars as pl
 
@@ -28,6 +28,7 @@ from tasks.report.sections import (
     summary_lines,
     trend_rows_of,
 )
+from tasks.report.voice_view import voice_cards, voice_view
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ReportInputs:
     backtest: dict[str, Any] | None = None  # the latest backtest.json
     rollup: pl.DataFrame | None = None  # scores_rollup: parents with their children
     accounts: pl.DataFrame | None = None  # accepted accounts: the parent links
+    texts: pl.DataFrame | None = None  # every text read (tasks/text/annotate.texts_of)
 
 
 class ReportContext(TypedDict):
@@ -86,6 +88,8 @@ class ReportContext(TypedDict):
     accounts_total: int
     renewal_soon_days: int
     parents: list[dict[str, Any]]
+    # voice of the customer (tasks/report/voice_view.py): None without a text source
+    voice: NotRequired[dict[str, Any] | None]
 
 
 def build_context(inputs: ReportInputs) -> ReportContext:
@@ -101,8 +105,8 @@ def build_context(inputs: ReportInputs) -> ReportContext:
     movement = movement_matrix(scores, prev_scores)
     weeks = [*(history or []), kpis]
     at_risk = lists["at_risk"]
-    headline = headline_cards(kpis, prev)
-    return {
+    headline = headline_cards(kpis, prev) + voice_cards(kpis, prev)
+    ctx: ReportContext = {
         "title": cfg.report.title,
         "company": cfg.report.company,
         "as_of": as_of.isoformat(),
@@ -142,3 +146,5 @@ def build_context(inputs: ReportInputs) -> ReportContext:
             inputs.rollup, scores, inputs.accounts if inputs.accounts is not None else scores, n
         ),
     }
+    ctx["voice"] = voice_view(inputs.texts, scores, actions, cfg, as_of)
+    return ctx
