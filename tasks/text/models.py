@@ -23,6 +23,9 @@ from py3langid.langid import MODEL_FILE, LanguageIdentifier
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 SUPPORTED: tuple[str, ...] = ("en", "zh")
+# In customer text these name a topic (the support team), not praise: VADER's lexicon scores
+# "support" +1.7, so "support never replied" read as positive. They are removed from it.
+TOPIC_WORDS: tuple[str, ...] = ("support", "supported", "supporting", "supports")
 UNSUPPORTED = "language_unsupported"
 
 
@@ -43,6 +46,8 @@ def _identifier() -> Any:
 @cache
 def _english() -> Callable[[str], float]:
     vader = SentimentIntensityAnalyzer()
+    for word in TOPIC_WORDS:
+        vader.lexicon.pop(word, None)
     return lambda text: float(vader.polarity_scores(text)["compound"])
 
 
