@@ -25,8 +25,8 @@ from tasks.config import (
     ScoringConfig,
     SegmentsConfig,
     SurveyScale,
-    ValidationConfig,
     TextConfig,
+    ValidationConfig,
     WindowsConfig,
 )
 from tasks.defaults import default_actions, default_measures
