@@ -275,7 +275,7 @@ def _ticket_rows(
     rated = ~is_open & (rng.random(k) < 0.5)
     sat = 1.8 + 3.6 * h - 0.35 * np.log1p(hours / 24.0) + rng.normal(0.0, 0.7, k)
     # drawn last, so the columns above stay as they were: complaints come from unhealthy accounts
-    kind = np.where(rng.random(k) < 0.02 + 0.12 * (1 - h), "complaint", "question")
+    kind = np.where(rng.random(k) < 0.05 + 0.25 * (1 - h), "complaint", "question")
     frame = pl.DataFrame(
         {
             "account_id": pop.ids.gather(a),

@@ -72,7 +72,7 @@ def feedback_frame(rng: np.random.Generator, pop: Population, win: Window) -> pl
         w: np.ndarray = 0.3 + 0.7 * (1.0 - health_at(pop, a, t, m))
         return w
 
-    a, d = sample_points(rng, pop, win, weight, 1.2 * pop.n * win.months / 12)
+    a, d = sample_points(rng, pop, win, weight, 4.0 * pop.n * win.months / 12)
     h = health_at(pop, a, d.astype(float), win.month_of(d))
     good = rng.random(len(a)) < h
     complaint = ~good & (rng.random(len(a)) < 0.4)

@@ -87,7 +87,10 @@ def account_evidence(
     )
     by_account = {k[0]: g for k, g in recent.group_by("account_id")}
     out = []
-    for r in moved.sort("_lost", "account_id", descending=[True, False]).to_dicts():
+    # accounts a text playbook fired for first: the report lists the first [report] top_n
+    fired_first = moved.with_columns(pl.col("action").is_not_null().alias("_fired"))
+    ranked = fired_first.sort("_fired", "_lost", "account_id", descending=[True, True, False])
+    for r in ranked.to_dicts():
         rows = by_account.get(r["account_id"])
         negative = r["_lost"] >= MIN_POINTS or r["action"] is not None
         items = []

@@ -5,6 +5,7 @@ negative-feedback playbook, and the report and its CSM's digest show the texts b
 from __future__ import annotations
 
 import html
+import re
 from datetime import timedelta
 from email import policy
 from email.parser import BytesParser
@@ -64,8 +65,11 @@ def test_reviews_turning_negative_cost_points_and_fire_the_playbook(demo: Path) 
     row = block[block.index(who) :]
     row = row[: row.index("</tr>")]
     assert PLAYBOOK in row
-    shown = [t for t in negative["text"].to_list() if html.escape(t, quote=False) in row]
-    assert 2 <= len(shown) <= 3  # the texts behind the signal, with channel and date
+    quotes = re.findall(r'<span class="quote">(.*?)</span>', row)
+    assert 2 <= len(quotes) <= 3  # the texts behind the signal, with channel and date
+    written = {html.escape(t, quote=False) for t in negative["text"].to_list()}
+    assert set(quotes) <= written  # the account's own recent negative texts
+    shown = [html.unescape(q) for q in quotes]
     assert any(f" · {d[:10]} · " in row for d in negative["created_at"].to_list())
     assert "Languages read:" in block
     assert "zh" in block
