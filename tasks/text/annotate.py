@@ -10,6 +10,7 @@ complaint (a feedback row of channel ``complaint``, a ticket whose type or categ
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -65,8 +66,20 @@ def label_expr(sentiment: pl.Expr, has_text: pl.Expr, text: TextConfig) -> pl.Ex
     )
 
 
+def _after_preload() -> None:
+    """Wait for Great Expectations' background import (tasks.validate.preload) to finish.
+
+    Importing the NLP packages while that thread imports shared modules can end in Python's
+    import-lock deadlock error (seen once in a demo run).
+    """
+    for thread in threading.enumerate():
+        if thread.name == "preload-gx" and thread is not threading.current_thread():
+            thread.join()
+
+
 def annotate_frame(df: pl.DataFrame, text: pl.Expr, cfg: TextConfig) -> pl.DataFrame:
     """Add the language, sentiment, label and themes of each row's text."""
+    _after_preload()
     from tasks.text.models import read_texts  # the NLP packages load only with a text source
 
     clean = text.str.strip_chars().replace("", None)
