@@ -34,7 +34,14 @@ from worker import STAGES
 from flows.server import local_server
 
 PROCESS_TASKS = ("weekly_run", "weekly_run_server", "backfill_52w")
-TASKS = ("weekly_run", "weekly_run_server", "backfill_52w", *STAGES, "reference_features")
+TASKS = (
+    "weekly_run",
+    "weekly_run_server",
+    "backfill_52w",
+    *STAGES,
+    "reference_features",
+    "text_stage",  # benchmarks/text.py: texts per second of tasks/text/ (10k and 100k texts)
+)
 CHS = ROOT / ".venv" / "bin" / "chs"
 WORKER = Path(__file__).resolve().parent / "worker.py"
 RUNS = CACHE / "runs"
@@ -305,6 +312,28 @@ class Bench:
             f"{scale} profile written to {target.relative_to(ROOT)} ({r.seconds:.0f} s under the profiler)"
         )
 
+    def text_stage(self, scale: str) -> None:
+        """Time the text stage in a fresh process (benchmarks/text.py); note its texts/s."""
+        log_path = RUNS / scale / "text_stage.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, str(Path(__file__).resolve().parent / "text.py"), "throughput"]
+        r = run_process([*cmd, "--scale", scale], log_path, self.args.timeout)
+        if r.code != 0 or r.timed_out:
+            self.fail(scale, "text_stage", f"exit {r.code}:\n{_tail(log_path)}")
+            return
+        res = json.loads((ROOT / "benchmarks" / "text_results.json").read_text())
+        got = res[f"throughput_{scale}"]
+        self.add(
+            scale,
+            "text_stage",
+            Measured(float(got["seconds"]), None, note=f"{got['texts_per_second']} texts/s"),
+        )
+        self.notes.append(
+            f"{scale} text_stage: {got['texts']:,} texts at {got['texts_per_second']} texts/s "
+            f"(English {got['en']['texts_per_second']}/s, Chinese {got['zh']['texts_per_second']}/s)"
+        )
+        log(f"{scale} text_stage {got['seconds']} s, {got['texts_per_second']} texts/s")
+
     def scale(self, name: str, tasks: set[str]) -> None:
         """Measure every wanted task at one scale."""
         data, rows = ensure_data(SCALES[name], log)
@@ -318,6 +347,8 @@ class Bench:
                 self.stages(name, data, "chain", i, None if every else staged)
             if "reference_features" in tasks:
                 self.stages(name, data, "reference", i, {"reference_features"})
+        if "text_stage" in tasks:
+            self.text_stage(name)
         if "weekly_run_server" in tasks:
             self.weekly_on_server(name, data)
         if "backfill_52w" in tasks:

@@ -278,6 +278,8 @@ def _ticket_rows(
     is_open = (resolved >= end_us) | (rng.random(k) < 0.01 * ~pop.churned[a])
     rated = ~is_open & (rng.random(k) < 0.5)
     sat = 1.8 + 3.6 * h - 0.35 * np.log1p(hours / 24.0) + rng.normal(0.0, 0.7, k)
+    # drawn last, so the columns above stay as they were: complaints come from unhealthy accounts
+    kind = np.where(rng.random(k) < 0.05 + 0.25 * (1 - h), "complaint", "question")
     frame = pl.DataFrame(
         {
             "account_id": pop.ids.gather(a),
@@ -286,6 +288,10 @@ def _ticket_rows(
             "priority": pl.Series(_PRIORITIES).gather(prio),
             "status": np.where(is_open, "open", "resolved"),
             "satisfaction": np.clip(np.round(sat), 1, 5),
+            "type": kind,
+            "subject": None,
+            "description": None,
+            "category": None,
         }
     ).with_columns(
         resolved_at=pl.when(pl.Series(~is_open)).then(pl.col("resolved_at")),

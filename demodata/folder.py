@@ -41,6 +41,13 @@ uri = "analytics/events-*.parquet"
 [sources.outcomes]
 uri = "outcomes.jsonl"
 
+[sources.feedback]                  # reviews, social posts, complaints (English and Chinese)
+uri = "feedback.csv"
+datetime_format = "%Y-%m-%dT%H:%M:%S"
+
+[text]                              # sentiment and themes of feedback, comments, tickets
+complaint_values = {{type = ["complaint"]}}
+
 [output]
 dir = "{out}"
 history = "duckdb:///{out}/history.duckdb"

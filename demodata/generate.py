@@ -11,6 +11,7 @@ Files written into ``out_dir``::
     surveys/{nps,csat,ces}.csv       survey-tool exports with their own (non-canonical) headers
     analytics/events-YYYY-MM.parquet product events, one file per calendar month, sorted by ts
     outcomes.jsonl                   quarterly goal measurements for about 60% of accounts
+    feedback.csv                     reviews, social posts and complaints (English, Chinese)
 
 The window is ``months`` calendar months, the last one being the month of ``end``, which is
 cut at ``end`` 23:59:59.
@@ -27,6 +28,7 @@ import polars as pl
 
 from demodata.crm import accounts_frame, orders_frame, tickets_frame
 from demodata.events import write_events
+from demodata.feedback import feedback_frame
 from demodata.population import SURVEYS, demo_window, population
 from demodata.surveys import outcomes_frame, surveys_frame
 
@@ -89,7 +91,7 @@ def generate_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     win = demo_window(date(end.year, end.month, end.day), months)
     # One independent stream per dataset, so changing one generator leaves the others alone.
-    streams = ("pop", "acc", "ord", "tic", "srv", "out", "evt")
+    streams = ("pop", "acc", "ord", "tic", "srv", "out", "evt", "fbk")
     rngs = {k: np.random.default_rng([seed, i]) for i, k in enumerate(streams)}
     pop = population(rngs["pop"], n_accounts, win)
     tables = {
@@ -103,9 +105,14 @@ def generate_demo(
     _write_surveys(out_dir / "surveys", surveys)
     _write_outcomes(out_dir / "outcomes.jsonl", outcomes)
     n_events = write_events(rngs["evt"], pop, win, events_per_account, out_dir / "analytics")
+    feedback = feedback_frame(rngs["fbk"], pop, win)
+    feedback.with_columns(pl.col("created_at").dt.strftime("%Y-%m-%dT%H:%M:%S")).write_csv(
+        out_dir / "feedback.csv"
+    )
     return {
         **{name: frame.height for name, frame in tables.items()},
         "survey_responses": surveys.height,
         "usage_events": n_events,
         "outcomes": outcomes.height,
+        "feedback": feedback.height,
     }

@@ -65,6 +65,8 @@ from tasks.schemas import DATASETS
 from tasks.score import add_trends, score_accounts
 from tasks.sources.cache import ExtractCache, extract_cached
 from tasks.sources.plan import Window
+from tasks.text.annotate import annotate, texts_of
+from tasks.text.evidence import voice_kpis
 from tasks.validate import ValidatedDataset, gate, validate_dataset
 from tasks.xlsxfile import AT_RISK_FILE, write_at_risk
 
@@ -173,6 +175,7 @@ def validate(
         if name not in out:
             out[name] = validate_dataset(home(name), name, cfg, run_time, account_ids=ids)
             gate(out[name], cfg)
+    out = annotate(cfg, out)  # sentiment, language and themes of every text ([text])
     for name, v in out.items():
         s = v.summary()
         log.info(
@@ -291,7 +294,11 @@ def kpis(
     churn: ChurnForecast | None = None,
 ) -> Kpis:
     """Compute the portfolio KPIs and, with the churn calibration, the renewal forecast."""
-    out = compute_kpis({k: v.accepted for k, v in validated.items()}, scored, cfg, as_of, arr_start)
+    data = {k: v.accepted for k, v in validated.items()}
+    out = compute_kpis(data, scored, cfg, as_of, arr_start)
+    if cfg.text_stage:  # the portfolio's complaint rate and sentiment (tasks/text/)
+        voice = voice_kpis(texts_of(data, cfg), scored.height, as_of, cfg.text.days)
+        out.update(voice)  # type: ignore[typeddict-item]
     if churn is not None:
         out["renewal_forecast"] = renewal_forecast(scored, churn.probabilities, as_of)
         out["churn_calibration"] = churn.summary()
@@ -380,6 +387,9 @@ def render(
             accounts=validated["accounts"].accepted,
             runs=history.runs,
             effectiveness=effect,
+            texts=texts_of({k: v.accepted for k, v in validated.items()}, cfg)
+            if cfg.text_stage
+            else None,
         )
     )
     ctx["account_pages"] = links(pages or PagePlan())

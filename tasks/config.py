@@ -387,6 +387,44 @@ class RollupConfig(_Strict):
     method: Literal["arr_weighted", "worst_child", "mean"] = "arr_weighted"
 
 
+class TextConfig(_Strict):
+    """The ``[text]`` table: sentiment and themes of customer text (tasks/text/, issue 22).
+
+    The text stage runs when a ``feedback`` source is configured or ``enabled = true``;
+    ``enabled = false`` turns it off even then. Otherwise no NLP library is imported.
+    """
+
+    enabled: bool | None = None
+    days: int = Field(90, gt=0)  # window of sentiment_90d, negative_share_90d, complaints_90d
+    negative_below: float = Field(-0.05, ge=-1, le=0)  # sentiment < this is negative
+    positive_above: float = Field(0.05, ge=0, le=1)  # sentiment > this is positive
+    min_language_confidence: float = Field(0.5, ge=0, le=1)  # below: language_unsupported
+    rating_scale: tuple[float, float] = (1.0, 5.0)  # feedback.rating's scale (its GX check)
+    # tickets whose column holds one of these values are complaints, e.g. {type = ["complaint"]}
+    complaint_values: dict[str, list[str]] = Field(default_factory=lambda: {"type": ["complaint"]})
+    themes: dict[str, list[str]] | None = None  # theme -> keywords; None: the built-in lexicon
+    evidence: int = Field(3, ge=1, le=10)  # texts shown behind each signal
+
+    @field_validator("complaint_values")
+    @classmethod
+    def _ticket_columns(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        if unknown := sorted(set(v) - {"type", "category"}):
+            raise ValueError(f"complaint_values maps tickets.type or .category, not {unknown[0]!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TextConfig:
+        if self.rating_scale[0] >= self.rating_scale[1]:
+            raise ValueError("rating_scale needs min < max")
+        return self
+
+
+def text_enabled(sources: Any, text: Any) -> bool:
+    """Say whether the text stage runs: a feedback source, unless ``[text] enabled`` says."""
+    enabled = text.get("enabled") if isinstance(text, dict) else getattr(text, "enabled", None)
+    return bool(enabled) if enabled is not None else "feedback" in (sources or {})
+
+
 class Config(_Strict):
     """The whole config file."""
 
@@ -416,6 +454,7 @@ class Config(_Strict):
     writeback: WritebackConfig | None = None  # CRM write-back (SPEC 10.2)
     email: EmailConfig = Field(default_factory=EmailConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    text: TextConfig = Field(default_factory=TextConfig)
     base_dir: Path = Path()  # the folder of the config file; set by load_config
 
     @field_validator("sources")
@@ -442,6 +481,11 @@ class Config(_Strict):
         """Resolve a path from the config relative to the config file."""
         q = Path(p).expanduser()
         return q if q.is_absolute() else (self.base_dir / q).resolve()
+
+    @property
+    def text_stage(self) -> bool:
+        """Whether the text stage runs (a feedback source, or ``[text] enabled = true``)."""
+        return text_enabled(self.sources, self.text)
 
     @property
     def out_dir(self) -> Path:
@@ -471,14 +515,17 @@ def parse_config(data: dict[str, Any], base_dir: Path, origin: str = "config") -
     data = dict(data)
     scoring = dict(data.get("scoring", {}))
     clv_method = data.get("kpis", {}).get("clv_method", "subscription")
-    scoring.setdefault("measures", default_measures(purchase_model=clv_method == "bgnbd"))
+    texts = text_enabled(data.get("sources"), data.get("text"))
+    scoring.setdefault(
+        "measures", default_measures(purchase_model=clv_method == "bgnbd", text=texts)
+    )
     data["scoring"] = scoring
     actions = data.get("actions")
     if isinstance(actions, dict):  # [actions] settings with [[actions.playbooks]] rules
         settings = dict(actions)
-        data["actions"] = settings.pop("playbooks", default_actions())
+        data["actions"] = settings.pop("playbooks", default_actions(text=texts))
         data["playbook_settings"] = settings
-    data.setdefault("actions", default_actions())
+    data.setdefault("actions", default_actions(text=texts))
     try:
         cfg = Config(**data, base_dir=base_dir)
     except ValidationError as err:

@@ -139,12 +139,52 @@ _PURCHASE_MEASURES: list[dict[str, Any]] = [
 ]
 
 
-def default_measures(purchase_model: bool = False) -> list[dict[str, Any]]:
-    """Return a fresh copy of the default measures (with the BG/NBD ones when asked)."""
-    extra = _PURCHASE_MEASURES if purchase_model else []
+# With a text source ([text], the feedback dataset; tasks/text/): what customers write.
+# sentiment_90d is the mean sentiment in [-1, 1] of the texts of 90 days in a supported
+# language; negative_share_90d the share of them that is negative; complaints_90d counts
+# complaints per seat (feature complaints_per_seat_90d); complaint_resolution_hours is the
+# median time to resolve a complaint ticket. No text: no data, never a neutral score.
+_TEXT_MEASURES: list[dict[str, Any]] = [
+    {"name": "sentiment_90d", "dimension": "satisfaction", "bands": [-0.6, -0.1, 0.15, 0.6]},
+    {
+        "name": "negative_share_90d",
+        "dimension": "satisfaction",
+        "direction": "lower",
+        "bands": [0, 0.15, 0.4, 0.8],
+    },
+    {
+        "name": "complaints_90d",
+        "feature": "complaints_per_seat_90d",
+        "dimension": "support",
+        "direction": "lower",
+        "bands": [0, 0.01, 0.05, 0.2],
+    },
+    {
+        "name": "complaint_resolution_hours",
+        "dimension": "support",
+        "direction": "lower",
+        "weight": 0.5,
+        "bands": [0, 24, 96, 336],
+    },
+]
+_TEXT_ACTIONS: list[dict[str, Any]] = [
+    {
+        "action": "Respond to a surge of negative feedback",
+        "priority": "high",
+        "due_days": 3,
+        "when": {"negative_share_90d": {"gte": 0.5}, "sentiment_n_90d": {"gte": 3}},
+        "reason": "{negative_share_90d:.0%} of {sentiment_n_90d:.0f} texts in 90 days are "
+        "negative (sentiment {sentiment_90d:+.2f})",
+    },
+]
+
+
+def default_measures(purchase_model: bool = False, text: bool = False) -> list[dict[str, Any]]:
+    """Return a fresh copy of the default measures (with the BG/NBD and text ones when asked)."""
+    extra = [*(_PURCHASE_MEASURES if purchase_model else []), *(_TEXT_MEASURES if text else [])]
     return [dict(m) for m in (*_MEASURES, *extra)]
 
 
-def default_actions() -> list[dict[str, Any]]:
-    """Return a fresh copy of the default playbooks."""
-    return [dict(a) for a in _ACTIONS]
+def default_actions(text: bool = False) -> list[dict[str, Any]]:
+    """Return a fresh copy of the default playbooks (with the text one when asked)."""
+    return [dict(a) for a in (*_ACTIONS, *(_TEXT_ACTIONS if text else []))]

@@ -61,6 +61,13 @@ class Kpis(TypedDict):
     gross_margin_basis: str
     renewal_forecast: NotRequired[dict[str, dict[str, Any]]]  # SPEC 10.3 (tasks/forecast.py)
     churn_calibration: NotRequired[dict[str, Any]]  # what p_churn_90d was fitted on
+    # voice of the customer, with a text source (tasks/text/evidence.voice_kpis)
+    complaints_n: NotRequired[int]
+    complaint_rate: NotRequired[float | None]  # complaints in the window per active account
+    sentiment_mean: NotRequired[float | None]
+    sentiment_n: NotRequired[int]
+    texts_unsupported_n: NotRequired[int]
+    voice_days: NotRequired[int]
 
 
 def _window(as_of: date, days: int) -> tuple[datetime, datetime]:

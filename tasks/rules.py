@@ -16,6 +16,7 @@ import polars as pl
 from tasks.config import ActionRule
 from tasks.features.build import KNOWN_FEATURES
 from tasks.schemas import ACCOUNTS
+from tasks.text.features import TEXT_FEATURES
 
 # Where the features the default model and playbooks use come from, for the skip reason.
 _SOURCE = {
@@ -57,6 +58,7 @@ _SOURCE = {
         "clv_bgnbd",
     ),
     "outcomes": ("goal_attainment",),
+    "feedback": TEXT_FEATURES,  # or survey comments / ticket text with [text] enabled = true
 }
 _DATASET_OF = {col: ds for ds, cols in _SOURCE.items() for col in cols}
 

@@ -94,6 +94,12 @@ TICKETS = Dataset(
             "priority": pl.String,
             "status": pl.String,
             "satisfaction": pl.Float64,
+            # text and kind (issue 22): the subject and description are read for sentiment and
+            # themes; [text] complaint_values says which type/category values are complaints
+            "subject": pl.String,
+            "description": pl.String,
+            "type": pl.String,
+            "category": pl.String,
         }
     ),
     required=("ticket_id", "account_id", "opened_at"),
@@ -198,6 +204,28 @@ ACQUISITION_SPEND = Dataset(
     time_column=None,  # a row is a day (spent_at) or a period; the KPI window places it
 )
 
+# Voice of the customer (SPEC 10.4): reviews, social posts, complaints, e-mails, chats.
+FEEDBACK_CHANNELS: tuple[str, ...] = ("review", "social", "complaint", "email", "chat", "other")
+FEEDBACK = Dataset(
+    name="feedback",
+    schema=_schema(
+        {
+            "feedback_id": pl.String,
+            "account_id": pl.String,
+            "channel": pl.String,
+            "text": pl.String,
+            "created_at": TS,
+            "rating": pl.Float64,  # on [text] rating_scale
+            "author": pl.String,
+            "url": pl.String,
+        }
+    ),
+    required=("feedback_id", "account_id", "channel", "text", "created_at"),
+    key="feedback_id",
+    time_column="created_at",
+    value_sets={"channel": FEEDBACK_CHANNELS},
+)
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in (
@@ -210,6 +238,7 @@ DATASETS: dict[str, Dataset] = {
         FX_RATES,
         ACQUISITION_SPEND,
         ACTION_UPDATES,
+        FEEDBACK,
     )
 }
 

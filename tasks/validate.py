@@ -157,7 +157,9 @@ def resolve_suite(
         if meta.get("max_value_from") == "run_time":
             kw["max_value"] = run_time.isoformat()
         scale = meta.get("scale_from")
-        if scale:
+        if scale == "rating":  # feedback ratings: [text] rating_scale
+            kw["min_value"], kw["max_value"] = cfg.text.rating_scale
+        elif scale:
             s = cfg.surveys.get(scale)
             if s is None:
                 raise ConfigError(f"[surveys] has no scale for {scale!r}, which a suite needs.")

@@ -27,6 +27,7 @@ from tasks.config import (
     ScoringConfig,
     SegmentsConfig,
     SurveyScale,
+    TextConfig,
     ValidationConfig,
     WindowsConfig,
 )
@@ -126,6 +127,9 @@ uri = "data/fx_rates.csv"               # applied point in time to orders and ac
 
 [sources.acquisition_spend]             # spent_at (or period_start/period_end), amount, channel
 uri = "data/marketing_spend.csv"        # gives cac and clv_to_cac in kpis.json
+
+[sources.feedback]                      # reviews, social posts, complaints: feedback_id,
+uri = "data/reviews.csv"                # account_id, channel, text, created_at (+ rating)
 """
 _HELP: dict[str, str] = {
     "output.dir": "where each as-of date's files go (scores, actions, kpis, report, outbox)",
@@ -267,6 +271,24 @@ def _actions() -> list[str]:
     return lines
 
 
+_TEXT_NOTE = """\
+# text: sentiment, language and themes of feedback, survey comments and ticket subject and
+# description (README: Voice of the customer). Runs with a feedback source, or enabled = true;
+# enabled = false turns it off. themes replaces the built-in lexicon: { pricing = ["price*"] }.
+# A config without [[scoring.measures]] and [[actions.playbooks]] then gets the text measures
+# and playbook below as defaults; this file writes its measures out, so uncomment them here."""
+
+
+def _text() -> list[str]:
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in _fields(TextConfig()).items()}
+    lines = [_TEXT_NOTE, *_table("text", values)[:-1], "# enabled = true", ""]
+    for m in [x for x in default_measures(text=True) if x not in default_measures()]:
+        lines += ["# [[scoring.measures]]", *[f"# {_line(k, v)}" for k, v in m.items()], "#"]
+    for a in [x for x in default_actions(text=True) if x not in default_actions()]:
+        lines += ["# [[actions.playbooks]]", *[f"# {_line(k, v)}" for k, v in a.items()], "#"]
+    return [*lines, ""]
+
+
 def starter_config() -> str:
     """Return the text of the starter config."""
     scoring = ScoringConfig.model_validate({})
@@ -294,6 +316,7 @@ def starter_config() -> str:
     lines += _table("currency", _fields(CurrencyConfig.model_validate({})))
     lines += _table("rollup", _fields(RollupConfig.model_validate({})))
     lines += _table("calibration", _fields(CalibrationConfig.model_validate({})))
+    lines += _text()
     lines += [_DELIVERY_NOTES]
     return "\n".join(lines).rstrip() + "\n"
 

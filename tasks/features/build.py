@@ -17,6 +17,8 @@ from tasks.features.support import support_features
 from tasks.features.surveys import survey_features
 from tasks.features.usage import usage_features
 from tasks.features.windows import KEYS, Span, active_on
+from tasks.text.annotate import texts_of
+from tasks.text.features import COUNTS, TEXT_FEATURES, per_seat, text_features
 
 KNOWN_FEATURES = frozenset(
     {
@@ -51,6 +53,7 @@ KNOWN_FEATURES = frozenset(
         "days_since_last_order",
         "goal_attainment",
         "days_to_renewal",
+        *TEXT_FEATURES,
     }
 )
 _ZERO_WHEN_PRESENT = {
@@ -95,6 +98,8 @@ def build_features_many(
         parts.append(order_features(data["orders"].lazy(), span, w.orders_days))
     if "outcomes" in data:
         parts.append(outcome_features(data["outcomes"].lazy(), span, w.outcomes_days))
+    if cfg.text_stage:  # feedback, survey comments, ticket text (tasks/text/)
+        parts.append(text_features(texts_of(data, cfg).lazy(), span, cfg.text.days))
     out = base
     for p in parts:
         out = out.join(span.keyed(p), on=KEYS, how="left")
@@ -104,8 +109,9 @@ def build_features_many(
         if ds in data
         for c in cols
     ]
+    zeros += [pl.col(c).fill_null(0) for c in COUNTS if cfg.text_stage]
     out = out.with_columns(zeros) if zeros else out
-    derived = _derived(data)
+    derived = _derived(data) + ([per_seat()] if cfg.text_stage else [])
     names = [e.meta.output_name() for e in derived]
     out = out.with_columns(derived)
     skip = {"as_of", *names}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from tasks.features.windows import DAY, Span, in_window, running_sum
+from tasks.features.windows import DAY, Span, in_window, median_since_resolved, running_sum
 
 HIGH_PRIORITIES = ("high", "urgent")
 
@@ -37,18 +37,7 @@ def support_features(tickets: pl.LazyFrame, span: Span, days: int) -> pl.LazyFra
         [t.select("_acc", *in_window(span, DAY, days), pl.lit(1).alias("tickets_90d")), urgent],
         span,
     )
-    # a median does not run: each resolved ticket is listed at every date whose window holds it
-    resolved = t.filter(pl.col("_resolved").is_not_null()).with_columns(
-        pl.max_horizontal(span.index(pl.col(DAY)), span.index(pl.col("_resolved"))).alias("_lo"),
-        span.index(pl.col("_resolved"), days).alias("_hi"),
-    )
-    median = (
-        resolved.filter(pl.col("_lo") < pl.col("_hi"))
-        .select("_acc", "_h", pl.int_ranges("_lo", "_hi").alias("_i"))
-        .explode("_i")
-        .group_by("_acc", "_i")
-        .agg(pl.col("_h").median().alias("median_resolution_hours"))
-    )
+    median = median_since_resolved(t, span, days, "_h", "median_resolution_hours")
     return counts.join(median, on=["_acc", "_i"], how="full", coalesce=True).select(
         "_acc",
         "_i",

@@ -123,6 +123,27 @@ def running_sum(parts: list[pl.LazyFrame], span: Span) -> pl.LazyFrame:
     )
 
 
+def median_since_resolved(
+    rows: pl.LazyFrame, span: Span, days: int, value: str, name: str
+) -> pl.LazyFrame:
+    """Median ``value`` at each date of the rows resolved in its window (``_acc``, ``DAY``,
+    ``_resolved`` columns; unresolved rows drop out).
+
+    A median does not run: each resolved row is listed at every date whose window holds it.
+    """
+    resolved = rows.filter(pl.col("_resolved").is_not_null()).with_columns(
+        pl.max_horizontal(span.index(pl.col(DAY)), span.index(pl.col("_resolved"))).alias("_lo"),
+        span.index(pl.col("_resolved"), days).alias("_hi"),
+    )
+    return (
+        resolved.filter(pl.col("_lo") < pl.col("_hi"))
+        .select("_acc", value, pl.int_ranges("_lo", "_hi").alias("_i"))
+        .explode("_i")
+        .group_by("_acc", "_i")
+        .agg(pl.col(value).median().alias(name))
+    )
+
+
 def islands(rows: pl.LazyFrame, key: str, name: str) -> pl.LazyFrame:
     """Merge each (account, key)'s overlapping intervals, so a key counts once per date."""
     # sorted by one hash of (account, key) and by (_lo, _hi) packed in one number: a two-key

@@ -182,9 +182,17 @@ def _stakeholder_email(
         "rows": urgent.to_dicts(),
         "sections": None,
         "footer": "Sent by the Customer Health Score pipeline.",
+        "voice_rows": [],  # the report's voice block lists them all
     }
     images = [_chart(spec, png) for spec, png in charts]
     return build_message(sender, to, subject, ctx, budget.attached, images), budget.files
+
+
+def own_voice(context: ReportContext, own: pl.DataFrame) -> list[dict[str, Any]]:
+    """Return the CSM's accounts with text evidence (tasks/text/evidence.py), at most 10."""
+    ids = set(own["account_id"].to_list())
+    voice = context.get("voice") or {}
+    return [a for a in voice.get("accounts", []) if a["account_id"] in ids][:10]
 
 
 def _digest_email(
@@ -239,6 +247,7 @@ def _digest_email(
         "rows": [],
         "account_pages": context["account_pages"],
         "footer": "You receive this because you are the CSM of these accounts.",
+        "voice_rows": own_voice(context, own),
     }
     message = build_message(sender, [address], subject, ctx, budget.attached, [_chart(*chart)])
     return message, budget.files

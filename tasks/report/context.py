@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import polars as pl
 
@@ -30,6 +30,7 @@ from tasks.report.sections import (
     summary_lines,
     trend_rows_of,
 )
+from tasks.report.voice_view import voice_cards, voice_view
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class ReportInputs:
     accounts: pl.DataFrame | None = None  # accepted accounts: the parent links
     runs: pl.DataFrame | None = None  # the stored runs' config hashes: config-change marks
     effectiveness: dict[str, Any] | None = None  # the run's effectiveness.json
+    texts: pl.DataFrame | None = None  # every text read (tasks/text/annotate.texts_of)
 
 
 class ReportContext(TypedDict):
@@ -93,6 +95,8 @@ class ReportContext(TypedDict):
     config_marks: list[dict[str, Any]]  # the weeks of the trend whose config changed
     account_pages: dict[str, dict[str, str]]  # account_id -> its page's href and e-mail url
     effectiveness: dict[str, Any] | None
+    # voice of the customer (tasks/report/voice_view.py): None without a text source
+    voice: NotRequired[dict[str, Any] | None]
 
 
 def build_context(inputs: ReportInputs) -> ReportContext:
@@ -108,7 +112,7 @@ def build_context(inputs: ReportInputs) -> ReportContext:
     movement = movement_matrix(scores, prev_scores)
     weeks = [*(history or []), kpis]
     at_risk = lists["at_risk"]
-    headline = headline_cards(kpis, prev)
+    headline = headline_cards(kpis, prev) + voice_cards(kpis, prev)
     hist = histogram(scores["score"], cfg)
     points = [(k["as_of"], k.get("mean_score")) for k in weeks]
     marks = trend_marks(
@@ -162,6 +166,7 @@ def build_context(inputs: ReportInputs) -> ReportContext:
         "account_pages": {},
         "effectiveness": effectiveness_view(inputs.effectiveness),
     }
+    ctx["voice"] = voice_view(inputs.texts, scores, actions, cfg, as_of)
     for chart in (hist, trend, mix):
         if chart is not None:
             chart["svg"] = svgs[chart["name"]].result()

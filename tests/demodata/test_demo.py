@@ -38,6 +38,7 @@ TIME_COLUMNS = {
     "survey_responses": ["submitted_at"],
     "usage_events": ["ts"],
     "outcomes": ["measured_at"],
+    "feedback": ["created_at"],
 }
 
 
@@ -64,6 +65,10 @@ def _load(root: Path) -> dict[str, pl.DataFrame]:
     outcomes = pl.read_ndjson(path) if path.stat().st_size else pl.DataFrame(schema=OUTCOMES_RAW)
     frames["outcomes"] = outcomes.with_columns(
         pl.col("measured_at").str.to_datetime("%Y-%m-%dT%H:%M:%S", time_unit="us", strict=True)
+    )
+    frames["feedback"] = pl.read_csv(root / "feedback.csv", infer_schema=False).with_columns(
+        pl.col("created_at").str.to_datetime("%Y-%m-%dT%H:%M:%S", time_unit="us", strict=True),
+        pl.col("rating").cast(pl.Float64),
     )
     return frames
 

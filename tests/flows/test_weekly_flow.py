@@ -110,6 +110,7 @@ def test_weekly_flow_writes_every_output_and_reruns_idempotently(demo: Path) -> 
         "survey_responses",
         "usage_events",
         "outcomes",
+        "feedback",  # the demo's reviews and complaints (issue 22)
     }
     for v in validation.values():
         assert v["rows_read"] == v["rows_accepted"] + v["rows_quarantined"]

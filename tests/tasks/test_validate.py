@@ -273,6 +273,41 @@ BROKEN: dict[str, dict[str, list[str | None]]] = {
         "amount": ["100", None, "-5", "10", "ten"],
         "channel": ["ads", "ads", "seo", "events", "ads"],
     },
+    # each row after the first breaks one expectation: a duplicate id, no account, an unknown
+    # account, an unknown channel, no text, no date, a date after the run, a rating off 1-5,
+    # no id, no channel
+    "feedback": {
+        "feedback_id": ["f1", "f1", "f3", "f4", "f5", "f6", "f7", "f8", "f9", None, "f11"],
+        "account_id": ["a", "a", None, "zz", "a", "a", "a", "a", "a", "a", "a"],
+        "channel": [
+            "review",
+            "review",
+            "review",
+            "review",
+            "fax",
+            "review",
+            "review",
+            "chat",
+            "review",
+            "review",
+            None,
+        ],
+        "text": ["good", "good", "good", "good", "good", None, "ok", "ok", "ok", "ok", "ok"],
+        "created_at": [
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+            None,
+            "2206-01-01",
+            "2026-03-01",
+            "2026-03-01",
+            "2026-03-01",
+        ],
+        "rating": ["5", "5", "5", "5", "5", "5", "5", "5", "6", "5", "5"],
+    },
 }
 
 

@@ -1,0 +1,144 @@
+"""The texts behind a text signal, for the report, the account pages and the digests.
+
+An account has evidence when a text measure cost it points or a playbook that reads a text
+measure fired for it: then the ``[text] evidence`` texts of the window that weigh most in the
+signal's direction (most negative first when it cost points, else most positive), each with
+its channel, date, language, sentiment and themes. The text is truncated here and escaped
+by the templates (Jinja2 autoescape), never trusted as markup.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from tasks.config import Config
+from tasks.report.format import fmt_signed
+from tasks.rules import rule_columns
+from tasks.text.features import TEXT_FEATURES
+
+MAX_CHARS = 180
+MIN_POINTS = 0.05  # points a measure must cost to count as "moving the score"
+
+
+def _window(texts: pl.DataFrame, as_of: date, days: int) -> pl.DataFrame:
+    end = datetime.combine(as_of + timedelta(days=1), datetime.min.time())
+    start = end - timedelta(days=days)
+    return texts.filter(pl.col("created_at").is_between(start, end, closed="left"))
+
+
+def text_measures(cfg: Config) -> list[str]:
+    """Return the configured measures that read a text feature."""
+    return [m.name for m in cfg.scoring.measures if m.source in TEXT_FEATURES]
+
+
+def _text_actions(cfg: Config, actions: pl.DataFrame) -> pl.DataFrame:
+    """Return the fired actions whose playbook reads a text measure."""
+    names = [r.action for r in cfg.actions if set(rule_columns(r)) & set(TEXT_FEATURES)]
+    return actions.filter(pl.col("action").is_in(names)).select("account_id", "action")
+
+
+def truncate(text: str, n: int = MAX_CHARS) -> str:
+    """Shorten a text to ``n`` characters on a word boundary, marking the cut."""
+    text = " ".join(text.split())
+    if len(text) <= n:
+        return text
+    cut = text[: n - 1].rsplit(" ", 1)[0] if " " in text[: n - 1] else text[: n - 1]
+    return cut + "…"
+
+
+def _item(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "channel": r["channel"],
+        "date": r["created_at"].date().isoformat(),
+        "text": truncate(r["text"]),
+        "sentiment": fmt_signed(r["sentiment"], 2),
+        "label": r["label"],
+        "language": r["language"],
+        "themes": ", ".join(r["themes"] or []),
+    }
+
+
+def account_evidence(
+    texts: pl.DataFrame, scores: pl.DataFrame, actions: pl.DataFrame, cfg: Config, as_of: date
+) -> list[dict[str, Any]]:
+    """Return, per account a text signal moved or fired for, the signal and its texts."""
+    measures = [m for m in text_measures(cfg) if f"lost_{m}" in scores.columns]
+    fired = _text_actions(cfg, actions)
+    lost = pl.sum_horizontal([pl.col(f"lost_{m}") for m in measures]) if measures else pl.lit(0.0)
+    cols = [c for c in ("name", "csm_email", "sentiment_90d", "sentiment_n_90d") if c in scores]
+    moved = scores.select(
+        "account_id",
+        *cols,
+        lost.alias("_lost"),
+        *[pl.col(f"lost_{m}").alias(f"_l_{m}") for m in measures],
+    ).join(
+        fired.group_by("account_id").agg(pl.col("action").unique().sort()),
+        on="account_id",
+        how="left",
+    )
+    moved = moved.filter((pl.col("_lost") >= MIN_POINTS) | pl.col("action").is_not_null())
+    if moved.is_empty():
+        return []
+    recent = _window(texts.filter(pl.col("text").is_not_null()), as_of, cfg.text.days).filter(
+        pl.col("account_id").is_in(moved["account_id"].implode())
+    )
+    by_account = {k[0]: g for k, g in recent.group_by("account_id")}
+    out = []
+    # accounts a text playbook fired for first: the report lists the first [report] top_n
+    fired_first = moved.with_columns(pl.col("action").is_not_null().alias("_fired"))
+    ranked = fired_first.sort("_fired", "_lost", "account_id", descending=[True, True, False])
+    for r in ranked.to_dicts():
+        rows = by_account.get(r["account_id"])
+        negative = r["_lost"] >= MIN_POINTS or r["action"] is not None
+        items = []
+        if rows is not None:
+            pick = rows.filter(pl.col("sentiment").is_not_null()).sort(
+                "sentiment", "created_at", descending=[not negative, True]
+            )
+            items = [_item(x) for x in pick.head(cfg.text.evidence).to_dicts()]
+        out.append(
+            {
+                "account_id": r["account_id"],
+                "name": r.get("name") or r["account_id"],
+                "csm_email": r.get("csm_email"),
+                "sentiment": fmt_signed(r.get("sentiment_90d"), 2),
+                "texts_n": int(r.get("sentiment_n_90d") or 0),
+                "points_lost": round(float(r["_lost"]), 1),
+                "measures": [
+                    f"{m} (-{r[f'_l_{m}']:.1f})" for m in measures if r[f"_l_{m}"] >= MIN_POINTS
+                ],
+                "actions": r["action"] or [],
+                "evidence": items,
+            }
+        )
+    return out
+
+
+def voice_kpis(texts: pl.DataFrame, accounts_active: int, as_of: date, days: int) -> dict[str, Any]:
+    """Return the portfolio's complaint rate and mean sentiment in the window, with their counts."""
+    recent = _window(texts, as_of, days)
+    complaints = int(recent["complaint"].sum())
+    scored = recent["sentiment"].drop_nulls()
+    return {
+        "complaints_n": complaints,
+        "complaint_rate": round(complaints / accounts_active, 4) if accounts_active else None,
+        "sentiment_mean": round(float(scored.mean()), 4) if scored.len() else None,  # type: ignore[arg-type]
+        "sentiment_n": scored.len(),
+        "texts_unsupported_n": int((recent["label"] == "language_unsupported").sum()),
+        "voice_days": days,
+    }
+
+
+def theme_rows(texts: pl.DataFrame, as_of: date, days: int) -> list[dict[str, Any]]:
+    """Count the window's texts per theme, with how many of them are negative."""
+    recent = _window(texts, as_of, days).filter(pl.col("sentiment").is_not_null())
+    long = recent.select("themes", "label").explode("themes").drop_nulls("themes")
+    counts = long.group_by("themes").agg(
+        pl.len().alias("n"), (pl.col("label") == "negative").sum().alias("negative")
+    )
+    return (
+        counts.sort("n", "themes", descending=[True, False]).rename({"themes": "theme"}).to_dicts()
+    )
