@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from prefect import get_run_logger, task
@@ -34,8 +34,12 @@ def account_pages(
     validated: dict[str, ValidatedDataset],
     history: HistoryContext,
     stage: Path,
+    voice: list[dict[str, Any]] | None = None,
 ) -> int:
-    """Write ``accounts/<account_id>.html`` for each planned account into the staging folder."""
+    """Write ``accounts/<account_id>.html`` for each planned account into the staging folder.
+
+    ``voice`` is the report's list of accounts with text evidence (``ctx["voice"]["accounts"]``).
+    """
     if not plan.ids:
         return 0
     t = time.perf_counter()
@@ -59,6 +63,7 @@ def account_pages(
         plan.ids,
         config_marks(history.runs, day, cfg.fingerprint()),
         own_hrefs(plan.ids),
+        voice,
     )
     n = write_pages(data, stage)
     get_run_logger().info(

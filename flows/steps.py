@@ -497,7 +497,8 @@ def prepare_date(
         write_xlsx(cfg, scored, loop.advanced.listed, stage)
     if plan is not None:
         frames = {"scored": scored, "actions": state, "rollup": parents}
-        account_pages(cfg, day, plan, frames, validated, history, stage)
+        voice = (ctx.get("voice") or {}).get("accounts")
+        account_pages(cfg, day, plan, frames, validated, history, stage, voice)
     run = {
         "run_at": run_time,
         "config_hash": cfg.fingerprint(),

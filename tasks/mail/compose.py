@@ -29,14 +29,17 @@ def _csm(scores: pl.DataFrame) -> pl.Expr:
 
 
 def _action_rows(scores: pl.DataFrame, actions: pl.DataFrame) -> pl.DataFrame:
+    # what the actions lack, from the scores: a column both carry (the action's own ARR at
+    # risk, say) stays the action's, so the digest CSV has no ``arr_right``
     cols = [
         c
-        for c in ("account_id", "name", "arr", "score", "segment", "score_delta_1w", "top_drivers")
-        if c in scores.columns
+        for c in ("name", "arr", "score", "segment", "score_delta_1w", "top_drivers")
+        if c in scores.columns and c not in actions.columns
     ]
+    csm = [_csm(scores)] if "csm_email" not in actions.columns else []
     rank = pl.col("priority").replace_strict(PRIORITY_ORDER, default=len(PRIORITY_ORDER))
     return (
-        actions.join(scores.select(*cols, _csm(scores)), on="account_id", how="left")
+        actions.join(scores.select("account_id", *cols, *csm), on="account_id", how="left")
         .with_columns(rank.alias("_rank"))
         .sort("_rank", "arr", "due_date", descending=[False, True, False], nulls_last=True)
         .drop("_rank")

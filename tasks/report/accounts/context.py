@@ -60,6 +60,9 @@ class PageData:
     rollup: dict[str, dict[str, Any]]  # parent id -> its scores_rollup row
     marks: list[Mark] = field(default_factory=list)
     hrefs: Mapping[str, str] = field(default_factory=dict)  # account_id -> its page file
+    # account_id -> the texts behind a text signal that moved its score or fired an action
+    # (the report's ``voice.accounts``, tasks/text/evidence.py); empty without a text source
+    voice: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -70,6 +73,7 @@ class PageData:
         ids: list[str],
         marks: list[Mark],
         hrefs: Mapping[str, str],
+        voice: list[dict[str, Any]] | None = None,
     ) -> PageData:
         """Split ``frames`` (scored, series, prev, actions, surveys, tickets, accounts,
         rollup) by account, keeping only what the pages of ``ids`` show.
@@ -95,6 +99,7 @@ class PageData:
             rollup=_rows(mine("rollup")),
             marks=marks,
             hrefs=hrefs,
+            voice={v["account_id"]: v for v in voice or [] if v["account_id"] in set(ids)},
         )
 
 
@@ -322,6 +327,7 @@ def page_context(data: PageData, account: str) -> dict[str, Any]:
         "comments_more": more_comments,
         "tickets": [{**t, "age_days": (data.as_of - t["opened_at"].date()).days} for t in tickets],
         "tickets_more": more_tickets,
+        "voice": data.voice.get(account),
         "rollup": data.rollup.get(account),
         "children": [
             {**c, "href": data.hrefs.get(c["account_id"])}

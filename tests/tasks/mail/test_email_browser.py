@@ -188,6 +188,7 @@ def test_digests_group_actions_into_sections_and_never_show_holdouts(
     listed: set[str] = set()
     for msg in digests:
         rows = _csv(msg)
+        assert not [c for c in rows.columns if c.endswith("_right")]  # no column twice
         listed |= set(rows["action_id"])
         assert set(rows["section"]) <= {"new", "carried", "overdue", "deferred"}
         html = msg.get_body(("html",))

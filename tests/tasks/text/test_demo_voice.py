@@ -19,6 +19,7 @@ from demodata.feedback import planted_account
 from demodata.population import demo_window, population
 from flows.params import WeeklyParams
 from flows.weekly import weekly_flow
+from tasks.report.accounts.pages import page_file
 from tests.conftest import DEMO_END
 
 PLAYBOOK = "Respond to a surge of negative feedback"
@@ -91,3 +92,12 @@ def test_reviews_turning_negative_cost_points_and_fire_the_playbook(demo: Path) 
     assert len(digests) == 1  # the account's CSM's digest, and no other
     assert PLAYBOOK in digests[0]
     assert f'"{shown[0]}"' in digests[0]
+
+    # the account's page (it has an open action) shows the same texts, escaped, in its own block
+    page = (out / "accounts" / page_file(who)).read_text(encoding="utf-8")
+    section = page[page.index('id="feedback"') :]
+    section = section[: section.index("</section>")]
+    assert PLAYBOOK in section
+    page_quotes = re.findall(r'<td class="quote">(.*?)</td>', section)
+    assert page_quotes == quotes  # the same evidence as the report, in the same order
+    assert "sentiment_90d (-" in section  # the points the text measures cost it
