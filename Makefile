@@ -29,8 +29,11 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 run: $(STAMP)
 	$(BIN)/chs demo
 
+# One worker per core (pytest-xdist), each test file kept on one worker so its module fixtures
+# are built once: 514 tests in 7 min 48 s on 2 cores against 13 min 14 s in one process.
+# Plain `.venv/bin/python -m pytest` runs them in one process.
 test: $(STAMP) | $(CHROMIUM)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # Everything but the tests marked slow: flow runs, `chs` processes, Prefect servers, Chromium.
 test-fast: $(STAMP)
