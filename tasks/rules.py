@@ -14,53 +14,10 @@ import string
 import polars as pl
 
 from tasks.config import ActionRule
-from tasks.features.build import KNOWN_FEATURES
+from tasks.features.build import FEATURE_SOURCES, KNOWN_FEATURES
 from tasks.schemas import ACCOUNTS
-from tasks.text.features import TEXT_FEATURES
 
-# Where the features the default model and playbooks use come from, for the skip reason.
-_SOURCE = {
-    "usage_events": (
-        "active_days_30d",
-        "active_users_30d",
-        "feature_breadth_30d",
-        "events_30d",
-        "events_prev_30d",
-        "stickiness",
-        "license_utilisation",
-        "activity_trend",
-    ),
-    "tickets": (
-        "tickets_90d",
-        "open_urgent_tickets",
-        "median_resolution_hours",
-        "tickets_per_seat_90d",
-    ),
-    "survey_responses": (
-        "nps_account",
-        "nps_respondents",
-        "csat_pct",
-        "ces_mean",
-        "survey_responses",
-    ),
-    "orders": (
-        "orders_365d",
-        "avg_order_value",
-        "spend_365d",
-        "spend_90d",
-        "spend_prev_90d",
-        "spend_trend",
-        "profit_365d",
-        "days_since_last_order",
-        "p_alive",
-        "expected_purchases_90d",
-        "p_alive_change_4w",
-        "clv_bgnbd",
-    ),
-    "outcomes": ("goal_attainment",),
-    "feedback": TEXT_FEATURES,  # or survey comments / ticket text with [text] enabled = true
-}
-_DATASET_OF = {col: ds for ds, cols in _SOURCE.items() for col in cols}
+_DATASET_OF = {col: ds for ds, cols in FEATURE_SOURCES.items() for col in cols}
 
 
 def rule_columns(rule: ActionRule) -> list[str]:

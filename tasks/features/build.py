@@ -20,12 +20,10 @@ from tasks.features.windows import KEYS, Span, active_on
 from tasks.text.annotate import texts_of
 from tasks.text.features import COUNTS, TEXT_FEATURES, per_seat, text_features
 
-KNOWN_FEATURES = frozenset(
-    {
-        "p_alive",
-        "expected_purchases_90d",
-        "p_alive_change_4w",
-        "clv_bgnbd",
+# Every feature this module computes, by the dataset it comes from (tasks/rules.py names the
+# missing source when a playbook's feature has no data).
+FEATURE_SOURCES: dict[str, tuple[str, ...]] = {
+    "usage_events": (
         "active_days_30d",
         "active_users_30d",
         "feature_breadth_30d",
@@ -34,15 +32,21 @@ KNOWN_FEATURES = frozenset(
         "stickiness",
         "license_utilisation",
         "activity_trend",
+    ),
+    "tickets": (
         "tickets_90d",
         "open_urgent_tickets",
         "median_resolution_hours",
         "tickets_per_seat_90d",
+    ),
+    "survey_responses": (
         "nps_account",
         "nps_respondents",
         "csat_pct",
         "ces_mean",
         "survey_responses",
+    ),
+    "orders": (
         "orders_365d",
         "avg_order_value",
         "spend_365d",
@@ -51,10 +55,16 @@ KNOWN_FEATURES = frozenset(
         "spend_trend",
         "profit_365d",
         "days_since_last_order",
-        "goal_attainment",
-        "days_to_renewal",
-        *TEXT_FEATURES,
-    }
+        "p_alive",
+        "expected_purchases_90d",
+        "p_alive_change_4w",
+        "clv_bgnbd",
+    ),
+    "outcomes": ("goal_attainment",),
+    "feedback": TEXT_FEATURES,  # or survey comments / ticket text with [text] enabled = true
+}
+KNOWN_FEATURES = frozenset(
+    {"days_to_renewal", *(f for cols in FEATURE_SOURCES.values() for f in cols)}
 )
 _ZERO_WHEN_PRESENT = {
     "usage_events": (
