@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from flows.alerts import report_failure
+from flows.step import step
 from tasks.backtest import HORIZON_DAYS, backtest
 from tasks.backtest_horizons import capacity_of, full_backtest
 from tasks.clock import utc_now
@@ -25,7 +26,7 @@ from tasks.sources.read import extract_dataset
 from tasks.validate import gate, validate_dataset
 
 
-@task(name="accounts", retries=2, retry_delay_seconds=[2, 10], cache_policy=NONE)
+@step(name="accounts", retries=2, retry_delay_seconds=[2, 10], cache_policy=NONE)
 def read_accounts(cfg: Config, as_of: date, run_time: datetime) -> pl.DataFrame:
     """Read and validate the accounts source: who churned, and when."""
     raw = extract_dataset("accounts", cfg, Window(as_of, run_time))
@@ -34,7 +35,7 @@ def read_accounts(cfg: Config, as_of: date, run_time: datetime) -> pl.DataFrame:
     return accounts.accepted
 
 
-@task(name="history-read-all", retries=2, retry_delay_seconds=[1, 5], cache_policy=NONE)
+@step(name="history-read-all", retries=2, retry_delay_seconds=[1, 5], cache_policy=NONE)
 def read_snapshots(cfg: Config, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Read every stored snapshot up to the date: scores and measure points."""
     store = open_history(cfg)
@@ -44,7 +45,7 @@ def read_snapshots(cfg: Config, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame
         store.close()
 
 
-@task(name="backtest", cache_policy=NONE)
+@step(name="backtest", cache_policy=NONE)
 def evaluate(
     cfg: Config,
     scores: pl.DataFrame,
@@ -62,7 +63,7 @@ def evaluate(
     return report | full_backtest(scores, accounts, as_of, capacity_of(cfg.actions))
 
 
-@task(name="backtest-compare", cache_policy=NONE)
+@step(name="backtest-compare", cache_policy=NONE)
 def compare(
     cfg: Config, other: Config, measures: pl.DataFrame, accounts: pl.DataFrame, as_of: date
 ) -> dict[str, Any]:
@@ -76,7 +77,7 @@ def _write_json(path: Path, body: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-@task(name="backtest-compare-write", cache_policy=NONE)
+@step(name="backtest-compare-write", cache_policy=NONE)
 def write_compare(cfg: Config, report: dict[str, Any], other_path: str) -> Path:
     """Write ``<out>/backtest_compare.json`` and publish the side-by-side table as an artifact."""
     path = cfg.out_dir / "backtest_compare.json"
@@ -100,7 +101,7 @@ def write_compare(cfg: Config, report: dict[str, Any], other_path: str) -> Path:
     return path
 
 
-@task(name="backtest-write", cache_policy=NONE)
+@step(name="backtest-write", cache_policy=NONE)
 def write_report(cfg: Config, report: dict[str, Any]) -> Path:
     """Write ``<out>/backtest.json`` and the learned weights as ``<out>/learned_weights.toml``."""
     log = get_run_logger()

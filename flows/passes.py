@@ -15,12 +15,13 @@ from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NONE
 from prefect.futures import PrefectFuture
 
 from flows.params import BackfillParams
 from flows.progress import reporter
+from flows.step import step
 from flows.steps import (
     Published,
     RunResult,
@@ -41,7 +42,7 @@ from tasks.history.schema import HistoryStore
 from tasks.validate import ValidatedDataset
 
 
-@task(
+@step(
     name="history-open",
     retries=2,
     retry_delay_seconds=[1, 5],
@@ -53,7 +54,7 @@ def open_store(cfg: Config) -> HistoryStore:
     return open_history(cfg)
 
 
-@task(name="plan", cache_policy=NONE)
+@step(name="plan", cache_policy=NONE)
 def plan(
     cfg: Config, dates: list[date], validated: dict[str, ValidatedDataset], history: HistoryStore
 ) -> tuple[str, set[date]]:
@@ -80,13 +81,13 @@ def plan(
     return batch, done
 
 
-@task(name="history-context", cache_policy=NONE)
+@step(name="history-context", cache_policy=NONE)
 def read_pass(view: PassHistory, cfg: Config, as_of: date) -> HistoryContext:
     """Read what a run of the date would read from history, including this pass's dates."""
     return history_context(view, cfg, as_of)
 
 
-@task(name="as-of-slice", cache_policy=NONE)
+@step(name="as-of-slice", cache_policy=NONE)
 def slice_date(
     validated: dict[str, ValidatedDataset], as_of: date, run_time: datetime, cfg: Config
 ) -> dict[str, ValidatedDataset]:

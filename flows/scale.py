@@ -14,17 +14,18 @@ from datetime import date
 from typing import Any
 
 import polars as pl
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NONE
 
 from flows.params import RunOptions
+from flows.step import step
 from tasks.config import Config
 from tasks.errors import ConfigError, SourceError
 from tasks.features.build import add_population_features, build_features_many
 from tasks.partition import split
 
 
-@task(name="features-partition", cache_policy=NONE, persist_result=False)
+@step(name="features-partition", cache_policy=NONE, persist_result=False)
 def features_partition(
     cfg: Config, data: dict[str, pl.DataFrame], dates: list[date], part: int
 ) -> pl.DataFrame:

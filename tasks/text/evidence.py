@@ -61,6 +61,31 @@ def _item(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _picks(
+    texts: pl.DataFrame, moved: pl.DataFrame, cfg: Config, as_of: date
+) -> dict[str, list[dict[str, Any]]]:
+    """Return each moved account's ``[text] evidence`` texts of the window, in one sort.
+
+    An account whose signal cost points (``_neg``) shows its most negative texts first, else
+    its most positive; ties go to the newest, then to the order the texts were read in.
+    """
+    recent = _window(texts.filter(pl.col("text").is_not_null()), as_of, cfg.text.days)
+    toward = pl.when(pl.col("_neg")).then(pl.col("sentiment")).otherwise(-pl.col("sentiment"))
+    rows = (
+        recent.filter(pl.col("sentiment").is_not_null())
+        .join(moved, on="account_id", how="inner", maintain_order="left")
+        .sort(
+            "account_id", toward, "created_at", descending=[False, False, True], maintain_order=True
+        )
+        .group_by("account_id", maintain_order=True)
+        .head(cfg.text.evidence)
+    )
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows.to_dicts():
+        out.setdefault(r["account_id"], []).append(_item(r))
+    return out
+
+
 def account_evidence(
     texts: pl.DataFrame, scores: pl.DataFrame, actions: pl.DataFrame, cfg: Config, as_of: date
 ) -> list[dict[str, Any]]:
@@ -82,23 +107,14 @@ def account_evidence(
     moved = moved.filter((pl.col("_lost") >= MIN_POINTS) | pl.col("action").is_not_null())
     if moved.is_empty():
         return []
-    recent = _window(texts.filter(pl.col("text").is_not_null()), as_of, cfg.text.days).filter(
-        pl.col("account_id").is_in(moved["account_id"].implode())
-    )
-    by_account = {k[0]: g for k, g in recent.group_by("account_id")}
+    negative = (pl.col("_lost") >= MIN_POINTS) | pl.col("action").is_not_null()
+    picked = _picks(texts, moved.select("account_id", negative.alias("_neg")), cfg, as_of)
     out = []
     # accounts a text playbook fired for first: the report lists the first [report] top_n
     fired_first = moved.with_columns(pl.col("action").is_not_null().alias("_fired"))
     ranked = fired_first.sort("_fired", "_lost", "account_id", descending=[True, True, False])
     for r in ranked.to_dicts():
-        rows = by_account.get(r["account_id"])
-        negative = r["_lost"] >= MIN_POINTS or r["action"] is not None
-        items = []
-        if rows is not None:
-            pick = rows.filter(pl.col("sentiment").is_not_null()).sort(
-                "sentiment", "created_at", descending=[not negative, True]
-            )
-            items = [_item(x) for x in pick.head(cfg.text.evidence).to_dicts()]
+        items = picked.get(r["account_id"], [])
         out.append(
             {
                 "account_id": r["account_id"],
