@@ -187,37 +187,48 @@ def _score_model(features: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     return df.with_columns(top_drivers(df, names, cfg.scoring.top_drivers)).drop("_raw_score")
 
 
-def _ranked_text(
-    long: pl.DataFrame, rank: pl.Expr, text: pl.Expr, k: int, name: str
-) -> pl.DataFrame:
-    """Join each account's ``k`` highest-ranked rows (ties by measure name) into one text."""
+def _long(wide: pl.DataFrame, index: list[str], names: list[str], value: str) -> pl.DataFrame:
+    """Unpivot the measure columns ``names`` of ``wide``: a row per account and measure.
+
+    Accounts and measures become integer codes (``_r`` the account's row in ``wide``, ``_m``
+    the measure's place in alphabetical order), so ranking sorts numbers, not strings.
+    """
+    order = {n: i for i, n in enumerate(sorted(names))}
     return (
-        long.sort(["account_id", rank, "measure"], descending=[False, True, False])
-        .group_by("account_id", maintain_order=True)
+        wide.select(*index, *names)
+        .with_row_index("_r")
+        .unpivot(index=["_r", *index], variable_name="measure", value_name=value)
+        .with_columns(pl.col("measure").replace_strict(order, return_dtype=pl.UInt32).alias("_m"))
+    )
+
+
+def _ranked_text(
+    long: pl.DataFrame, rank: pl.Expr, text: pl.Expr, k: int, name: str, height: int
+) -> pl.Series:
+    """Join each account's ``k`` highest-ranked rows (ties by measure name) into one text.
+
+    ``long`` comes from ``_long``; the result has one value per row of the wide frame
+    (``height`` rows; null for an account with no row).
+    """
+    texts = (
+        long.sort(["_r", rank, "_m"], descending=[False, True, False])
+        .group_by("_r", maintain_order=True)
         .head(k)
-        .group_by("account_id", maintain_order=True)
+        .group_by("_r", maintain_order=True)
         .agg(text.str.join("; ").alias(name))
     )
-
-
-def _per_account(accounts: pl.DataFrame, texts: pl.DataFrame, name: str) -> pl.Series:
-    joined = accounts.select("account_id").join(
-        texts, on="account_id", how="left", maintain_order="left"
-    )
-    return joined[name]
+    rows = pl.DataFrame({"_r": pl.arange(0, height, dtype=pl.UInt32, eager=True)})
+    return rows.join(texts, on="_r", how="left", maintain_order="left")[name]
 
 
 def top_drivers(df: pl.DataFrame, names: list[str], k: int) -> pl.Series:
     """Name the ``k`` measures that cost the most points, e.g. ``nps_account (-6.2)``."""
-    long = (
-        df.select("account_id", "score", *[pl.col(f"lost_{n}").alias(n) for n in names])
-        .unpivot(index=["account_id", "score"], variable_name="measure", value_name="lost")
-        .filter(pl.col("score").is_not_null() & (pl.col("lost") >= 0.05))
+    wide = df.select("score", *[pl.col(f"lost_{n}").alias(n) for n in names])
+    long = _long(wide, ["score"], names, "lost").filter(
+        pl.col("score").is_not_null() & (pl.col("lost") >= 0.05)
     )
     text = pl.format("{} (-{})", "measure", pl.col("lost").round(1))
-    return _per_account(
-        df, _ranked_text(long, pl.col("lost"), text, k, "top_drivers"), "top_drivers"
-    )
+    return _ranked_text(long, pl.col("lost"), text, k, "top_drivers", df.height)
 
 
 def add_trends(
@@ -252,19 +263,12 @@ def change_drivers(
         return pl.Series("change_drivers", [None] * scores.height, dtype=pl.String)
     cur = scores.select("account_id", "score_delta_1w", *[f"c_{n}" for n in names])
     old = prev.select("account_id", *[pl.col(f"c_{n}").alias(f"o_{n}") for n in names])
-    d = cur.join(old, on="account_id", how="inner").select(
-        "account_id",
-        "score_delta_1w",
-        *[(pl.col(f"c_{n}") - pl.col(f"o_{n}")).alias(n) for n in names],
+    d = cur.join(old, on="account_id", how="left", maintain_order="left").select(
+        "score_delta_1w", *[(pl.col(f"c_{n}") - pl.col(f"o_{n}")).alias(n) for n in names]
     )
-    long = (
-        d.filter(pl.col("score_delta_1w").is_not_null())
-        .unpivot(
-            index=["account_id", "score_delta_1w"], variable_name="measure", value_name="delta"
-        )
-        .filter(pl.col("delta").abs() >= 0.05)
+    long = _long(d, ["score_delta_1w"], names, "delta").filter(
+        pl.col("score_delta_1w").is_not_null() & (pl.col("delta").abs() >= 0.05)
     )
     sign = pl.when(pl.col("delta") > 0).then(pl.lit("+")).otherwise(pl.lit(""))
     text = pl.format("{} ({}{})", "measure", sign, pl.col("delta").round(1))
-    ranked = _ranked_text(long, pl.col("delta").abs(), text, k, "change_drivers")
-    return _per_account(scores, ranked, "change_drivers")
+    return _ranked_text(long, pl.col("delta").abs(), text, k, "change_drivers", scores.height)

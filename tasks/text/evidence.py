@@ -49,16 +49,12 @@ def truncate(text: str, n: int = MAX_CHARS) -> str:
     return cut + "…"
 
 
-def _item(r: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "channel": r["channel"],
-        "date": r["created_at"].date().isoformat(),
-        "text": truncate(r["text"]),
-        "sentiment": fmt_signed(r["sentiment"], 2),
-        "label": r["label"],
-        "language": r["language"],
-        "themes": ", ".join(r["themes"] or []),
-    }
+def truncated(text: pl.Expr, n: int = MAX_CHARS) -> pl.Expr:
+    """``truncate`` as an expression: whitespace collapsed, cut on a word boundary, marked."""
+    flat = text.str.replace_all(r"\s+", " ").str.strip_chars(" ")
+    # the longest run of whole words in the first n - 1 characters (all of them without a space)
+    cut = flat.str.slice(0, n - 1).str.replace(r"^(.*) [^ ]*$", "${1}")
+    return pl.when(flat.str.len_chars() <= n).then(flat).otherwise(cut + "…")
 
 
 def _picks(
@@ -80,9 +76,32 @@ def _picks(
         .group_by("account_id", maintain_order=True)
         .head(cfg.text.evidence)
     )
+    shown = rows.select(
+        "account_id",
+        "channel",
+        pl.col("created_at").dt.strftime("%Y-%m-%d").alias("date"),
+        truncated(pl.col("text")).alias("text"),
+        "sentiment",
+        "label",
+        "language",
+        pl.col("themes").list.join(", ").fill_null("").alias("themes"),
+    )
+    # columns to lists, not rows to dicts: 150,000 texts at 100k accounts in a fraction of a second
     out: dict[str, list[dict[str, Any]]] = {}
-    for r in rows.to_dicts():
-        out.setdefault(r["account_id"], []).append(_item(r))
+    for account, channel, day, text, sentiment, label, language, themes in zip(
+        *(shown.get_column(c).to_list() for c in shown.columns), strict=True
+    ):
+        out.setdefault(account, []).append(
+            {
+                "channel": channel,
+                "date": day,
+                "text": text,
+                "sentiment": fmt_signed(sentiment, 2),
+                "label": label,
+                "language": language,
+                "themes": themes,
+            }
+        )
     return out
 
 

@@ -14,7 +14,7 @@ from polars.testing import assert_frame_equal
 from tasks.config import TextConfig, parse_config
 from tasks.features.build import build_features
 from tasks.text.annotate import annotate_frame, texts_of
-from tasks.text.evidence import truncate, voice_kpis
+from tasks.text.evidence import truncate, truncated, voice_kpis
 from tasks.text.models import read_text
 from tasks.text.themes import themes_expr
 
@@ -158,6 +158,23 @@ def test_truncate_marks_the_cut_on_a_word_boundary() -> None:
     assert cut.endswith("…")
     assert len(cut) <= 30
     assert not cut[:-1].endswith(" ")
+
+
+def test_the_truncating_expression_cuts_as_truncate_does() -> None:
+    texts = [
+        "short text",
+        "word " * 100,
+        "  leading\tand\ninner   spaces  ",
+        "a" * 300,
+        "é " * 150,
+        " word " * 36 + "longword",
+        "ab " * 59 + "c" * 10,
+        "x" * 179 + " y",
+        "",
+    ]
+    for n in (30, 180):
+        got = pl.DataFrame({"t": texts}).select(truncated(pl.col("t"), n))["t"].to_list()
+        assert got == [truncate(t, n) for t in texts]
 
 
 def test_voice_kpis_of_the_window() -> None:
