@@ -391,6 +391,7 @@ def render(
             texts=texts_of({k: v.accepted for k, v in validated.items()}, cfg)
             if cfg.text_stage
             else None,
+            pages=pages.ids if pages else [],
         )
     )
     ctx["account_pages"] = links(pages or PagePlan())

@@ -19,6 +19,7 @@ from tasks.mail.message import Chart, build_message, valid_address
 from tasks.report.charts import PNG_SCALE, ChartSpec, histogram, submit_png
 from tasks.report.context import ReportContext
 from tasks.report.format import ALL_SEGMENTS, SEGMENT_COLOURS, SEGMENT_LABELS
+from tasks.text.evidence import DIGEST_ROWS
 
 
 def _csm(scores: pl.DataFrame) -> pl.Expr:
@@ -195,7 +196,7 @@ def own_voice(context: ReportContext, own: pl.DataFrame) -> list[dict[str, Any]]
     """Return the CSM's accounts with text evidence (tasks/text/evidence.py), at most 10."""
     ids = set(own["account_id"].to_list())
     voice = context.get("voice") or {}
-    return [a for a in voice.get("accounts", []) if a["account_id"] in ids][:10]
+    return [a for a in voice.get("accounts", []) if a["account_id"] in ids][:DIGEST_ROWS]
 
 
 def _digest_email(

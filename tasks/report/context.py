@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, NotRequired, TypedDict
 
@@ -53,6 +53,7 @@ class ReportInputs:
     runs: pl.DataFrame | None = None  # the stored runs' config hashes: config-change marks
     effectiveness: dict[str, Any] | None = None  # the run's effectiveness.json
     texts: pl.DataFrame | None = None  # every text read (tasks/text/annotate.texts_of)
+    pages: list[str] = field(default_factory=list)  # the accounts given a page this run
 
 
 class ReportContext(TypedDict):
@@ -166,7 +167,7 @@ def build_context(inputs: ReportInputs) -> ReportContext:
         "account_pages": {},
         "effectiveness": effectiveness_view(inputs.effectiveness),
     }
-    ctx["voice"] = voice_view(inputs.texts, scores, actions, cfg, as_of)
+    ctx["voice"] = voice_view(inputs.texts, scores, actions, cfg, as_of, inputs.pages)
     for chart in (hist, trend, mix):
         if chart is not None:
             chart["svg"] = svgs[chart["name"]].result()

@@ -7,7 +7,7 @@ same per-account list is the ``voice.accounts`` key of the context for the e-mai
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date
 from typing import Any
 
@@ -48,11 +48,16 @@ def voice_view(
     actions: pl.DataFrame,
     cfg: Config,
     as_of: date,
+    pages: Collection[str] = (),
 ) -> dict[str, Any] | None:
-    """Return the accounts with text evidence, the themes and the languages (None without texts)."""
+    """Return the accounts with text evidence, the themes and the languages (None without texts).
+
+    ``accounts`` holds those the report, a digest or one of the ``pages`` shows
+    (``account_evidence``); ``more`` counts every other account with evidence.
+    """
     if texts is None:
         return None
-    accounts = account_evidence(texts, scores, actions, cfg, as_of)
+    accounts, total = account_evidence(texts, scores, actions, cfg, as_of, pages)
     read = texts.filter(pl.col("label").is_not_null())
     languages = (
         read.group_by(pl.col("language").fill_null("?"))
@@ -63,7 +68,7 @@ def voice_view(
     return {
         "accounts": accounts,
         "shown": accounts[: cfg.report.top_n],
-        "more": max(0, len(accounts) - cfg.report.top_n),
+        "more": max(0, total - cfg.report.top_n),
         "themes": theme_rows(texts, as_of, cfg.text.days),
         "languages": languages,
         "days": cfg.text.days,

@@ -9,6 +9,7 @@ by the templates (Jinja2 autoescape), never trusted as markup.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from tasks.text.features import TEXT_FEATURES
 
 MAX_CHARS = 180
 MIN_POINTS = 0.05  # points a measure must cost to count as "moving the score"
+DIGEST_ROWS = 10  # the accounts with text evidence a CSM's digest lists
 
 
 def _window(texts: pl.DataFrame, as_of: date, days: int) -> pl.DataFrame:
@@ -106,9 +108,21 @@ def _picks(
 
 
 def account_evidence(
-    texts: pl.DataFrame, scores: pl.DataFrame, actions: pl.DataFrame, cfg: Config, as_of: date
-) -> list[dict[str, Any]]:
-    """Return, per account a text signal moved or fired for, the signal and its texts."""
+    texts: pl.DataFrame,
+    scores: pl.DataFrame,
+    actions: pl.DataFrame,
+    cfg: Config,
+    as_of: date,
+    pages: Collection[str] = (),
+) -> tuple[list[dict[str, Any]], int]:
+    """Return, per account a text signal moved or fired for, the signal and its texts, and how
+    many accounts that is.
+
+    The list, in the report's order, holds only the accounts something shows: the report's
+    first ``[report] top_n``, each CSM's first ``DIGEST_ROWS`` (their digest's list) and the
+    accounts of ``pages``. At 100k accounts nearly every account has a text measure that cost
+    points, and formatting them all took 2 s of every date of a backfill.
+    """
     measures = [m for m in text_measures(cfg) if f"lost_{m}" in scores.columns]
     fired = _text_actions(cfg, actions)
     lost = pl.sum_horizontal([pl.col(f"lost_{m}") for m in measures]) if measures else pl.lit(0.0)
@@ -125,14 +139,22 @@ def account_evidence(
     )
     moved = moved.filter((pl.col("_lost") >= MIN_POINTS) | pl.col("action").is_not_null())
     if moved.is_empty():
-        return []
+        return [], 0
     negative = (pl.col("_lost") >= MIN_POINTS) | pl.col("action").is_not_null()
-    picked = _picks(texts, moved.select("account_id", negative.alias("_neg")), cfg, as_of)
     out = []
     # accounts a text playbook fired for first: the report lists the first [report] top_n
-    fired_first = moved.with_columns(pl.col("action").is_not_null().alias("_fired"))
+    fired_first = moved.with_columns(
+        pl.col("action").is_not_null().alias("_fired"), negative.alias("_neg")
+    )
     ranked = fired_first.sort("_fired", "_lost", "account_id", descending=[True, True, False])
-    for r in ranked.to_dicts():
+    owner = pl.col("csm_email") if "csm_email" in ranked.columns else pl.lit(None, pl.String)
+    shown = ranked.filter(
+        (pl.int_range(pl.len()) < cfg.report.top_n)
+        | (pl.int_range(pl.len()).over(owner) < DIGEST_ROWS)
+        | pl.col("account_id").is_in(list(pages))
+    )
+    picked = _picks(texts, shown.select("account_id", "_neg"), cfg, as_of)
+    for r in shown.to_dicts():
         items = picked.get(r["account_id"], [])
         out.append(
             {
@@ -149,7 +171,7 @@ def account_evidence(
                 "evidence": items,
             }
         )
-    return out
+    return out, ranked.height
 
 
 def voice_kpis(texts: pl.DataFrame, accounts_active: int, as_of: date, days: int) -> dict[str, Any]:

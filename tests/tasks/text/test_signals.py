@@ -6,6 +6,7 @@ import subprocess
 import sys
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -261,3 +262,46 @@ def test_the_report_block_escapes_the_texts(evidence_html: str) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt; awful" in evidence_html
     assert "review · 2026-03-25 · en · -0.70" in evidence_html
     assert "1 not scored: language_unsupported" in evidence_html
+
+
+def test_evidence_lists_what_the_report_digests_and_pages_show() -> None:
+    """The report's first top_n, each CSM's first 10 and the paged accounts; all are counted."""
+    from tasks.mail.compose import own_voice
+    from tasks.text.annotate import TEXT_SCHEMA
+    from tasks.text.evidence import DIGEST_ROWS, account_evidence
+
+    cfg = CFG.model_copy(update={"report": CFG.report.model_copy(update={"top_n": 3})})
+    ids = [f"a{i:02d}" for i in range(40)]
+    owners = ["ann@x.com"] * 30 + ["Bob@x.com"] * 5 + ["bob@x.com"] * 5  # one CSM, two spellings
+    scores = pl.DataFrame(
+        {
+            "account_id": ids,
+            "name": ids,
+            "csm_email": owners,
+            "lost_sentiment_90d": [float(40 - i) for i in range(40)],  # a00 lost most
+        }
+    )
+    texts = pl.DataFrame(
+        [
+            {
+                "account_id": a,
+                "source": "feedback",
+                "item_id": a,
+                "channel": "review",
+                "created_at": datetime(2026, 3, 30),
+                "text": f"bad {a}",
+                "sentiment": -0.5,
+            }
+            for a in ids
+        ],
+        schema=TEXT_SCHEMA,
+    )
+    actions = pl.DataFrame(schema={"account_id": pl.String, "action": pl.String})
+    kept, total = account_evidence(texts, scores, actions, cfg, AS_OF, pages=["a25"])
+    assert total == 40
+    got = [a["account_id"] for a in kept]
+    assert got == [*ids[:DIGEST_ROWS], "a25", *ids[30:40]]  # ann's first 10 hold the top 3
+    assert all(a["evidence"][0]["text"] == f"bad {a['account_id']}" for a in kept)
+    ctx: Any = {"voice": {"accounts": kept}}
+    bob = scores.filter(pl.col("csm_email").str.to_lowercase() == "bob@x.com")
+    assert [a["account_id"] for a in own_voice(ctx, bob)] == ids[30:40]
