@@ -37,7 +37,7 @@ def _backfill(
     history = open_store(cfg)
     try:
         raw = extract(cfg, dates[-1], run_time, first=dates[0])
-        validated = validate(cfg, raw, run_time, dates[-1])  # ARR at the last date's rate
+        validated = validate(cfg, raw, run_time, dates[-1], span=True)  # ARR: per date
         del raw  # the validated frames are all the rest reads
         batch, done = plan(cfg, dates, validated, history)
         validated = hashed_events(validated)  # after the plan: it fingerprints the data read

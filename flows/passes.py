@@ -32,7 +32,7 @@ from flows.steps import (
     result_of,
     store,
 )
-from tasks.backfill import as_of_slice, batch_id
+from tasks.backfill import accounts_of_date, as_of_slice, batch_id
 from tasks.config import Config
 from tasks.features.build import by_date
 from tasks.history.connect import open_history
@@ -171,8 +171,9 @@ def run_passes(
                 context = read_pass(view, cfg, day)
                 seen = slice_date(counted, day, plan.run_time, cfg)
                 emails = params.send or params.emails == "all" or day == last
+                features = accounts_of_date(per_date.pop(day), seen["accounts"].accepted)
                 today = prepare_date(
-                    cfg, day, per_date.pop(day), seen, context, plan.run_time, plan.batch, emails
+                    cfg, day, features, seen, context, plan.run_time, plan.batch, emails
                 )
                 view.add(today.snapshot)  # the next date reads it from here, not the store
                 if storing is not None:

@@ -34,7 +34,7 @@ from tasks.backfill import SpanWindow
 from tasks.calibrate import ChurnForecast, Method, forecast_churn
 from tasks.config import Config
 from tasks.csvfile import write_csv
-from tasks.currency import rate_table, to_home
+from tasks.currency import accounts_on, rate_table, to_home
 from tasks.errors import is_transient
 from tasks.faults import fault_point
 from tasks.features.build import build_features_many
@@ -151,10 +151,19 @@ def extract(
 
 @step(name="validate", cache_policy=NONE)
 def validate(
-    cfg: Config, raw: dict[str, pl.DataFrame], run_time: datetime, as_of: date | None = None
+    cfg: Config,
+    raw: dict[str, pl.DataFrame],
+    run_time: datetime,
+    as_of: date | None = None,
+    span: bool = False,
 ) -> dict[str, ValidatedDataset]:
     """Convert amounts to the home currency, validate every dataset with its suite; stop on a
     dataset-level failure.
+
+    The accounts' ARR is converted at the as-of date's rate after validation; with ``span`` (a
+    backfill) the accounts are kept as exported, and each date's slice converts them at its own
+    rate (``tasks.backfill.as_of_slice``). The gate and the other datasets' account ids use the
+    accounts as of ``as_of`` (the backfill's last date).
     """
     log = get_run_logger()
     out: dict[str, ValidatedDataset] = {}
@@ -167,11 +176,13 @@ def validate(
     def home(name: str) -> pl.DataFrame:
         return to_home(raw[name], name, rates, cfg.currency.home, day)
 
-    out["accounts"] = validate_dataset(home("accounts"), "accounts", cfg, run_time)
-    gate(out["accounts"], cfg)
+    native = validate_dataset(raw["accounts"], "accounts", cfg, run_time, keep_rows=True)
+    accounts = accounts_on(native, rates, cfg.currency.home, day)
+    gate(accounts, cfg)
+    out["accounts"] = native if span else accounts
     fault_point("validate")
-    check_hierarchy(out["accounts"].accepted)  # a cycle of parents stops the run (exit 2)
-    ids = out["accounts"].accepted["account_id"].to_list()
+    check_hierarchy(accounts.accepted)  # a cycle of parents stops the run (exit 2)
+    ids = accounts.accepted["account_id"].to_list()
     for name in raw:
         if name not in out:
             out[name] = validate_dataset(home(name), name, cfg, run_time, account_ids=ids)

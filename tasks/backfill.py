@@ -5,7 +5,10 @@ look-back to the last date. Each date then sees exactly the rows a run of that d
 would have read: the same cut-off filter, applied to the validated rows, with the failed
 expectations recounted over them. Validation is row by row except for uniqueness, so the
 one difference is a key duplicated across dates: the span quarantines both copies, while a
-run before the second copy arrived accepts the first.
+run before the second copy arrived accepts the first. (The other datasets' rows are checked
+against the accounts of the last date, so an account that exists only later, or whose only
+record has no exchange rate yet on an early date, is not scored on that date while its
+orders still count as accepted in that date's validation.json.)
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import polars as pl
 
 from tasks.config import Config
+from tasks.currency import accounts_on, rate_table
 from tasks.features.windows import hashed_ids
 from tasks.schemas import DATASETS, Dataset
 from tasks.sources.latest import not_after, pick_records
@@ -61,7 +65,8 @@ def as_of_slice(
     """Return the validated rows (and counts) a run of ``as_of`` alone would have.
 
     A change log's (``latest_by``) record of each key is picked again for the date: the
-    latest of its accepted rows up to then.
+    latest of its accepted rows up to then. The accounts, validated as exported, get the
+    date's ARR: converted at the rate valid on it (``tasks.currency.accounts_on``).
     """
     window = Window(as_of, run_time)
     out = {}
@@ -89,7 +94,33 @@ def as_of_slice(
             engine=v.engine,
             superseded=superseded,
         )
+    if "accounts" in out:
+        fx = out.get("fx_rates")
+        rates = rate_table(fx.accepted if fx is not None else None)
+        out["accounts"] = accounts_on(out["accounts"], rates, cfg.currency.home, as_of)
     return out
+
+
+def accounts_of_date(features: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame:
+    """Give one date's features of a pass that date's accounts: their ARR at the date's rate.
+
+    A pass computes the features of its dates from the accounts as exported; ``accounts`` are
+    the date's slice (``as_of_slice``), whose ARR is in the home currency at the date's rate
+    and which leaves out an account whose currency has no rate yet, as a run of the date does.
+    """
+    cols = [c for c in ("arr", "currency") if c in features.columns and c in accounts.columns]
+    if not cols:
+        return features
+    return (
+        features.drop(cols)
+        .join(
+            accounts.select("account_id", *cols),
+            on="account_id",
+            how="inner",
+            maintain_order="left",
+        )
+        .select(features.columns)
+    )
 
 
 # datasets whose rows a backfill's dates only count (validation.json), apart from the features

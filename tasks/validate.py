@@ -328,7 +328,8 @@ def run_polars(
     return out
 
 
-def _cast_failures(df: pl.DataFrame) -> list[dict[str, Any]]:
+def cast_failures(df: pl.DataFrame) -> list[dict[str, Any]]:
+    """Return one failed expectation per column of the rows' cast (and currency) reasons."""
     # each reason reads "<column>: '<value>' is not <type>"; count them per column
     bad = df.filter(pl.col(REASON).is_not_null()).select(pl.col(REASON).str.split("; ").alias("r"))
     parts = bad.explode("r").select(
@@ -348,8 +349,13 @@ def validate_dataset(
     cfg: Config,
     run_time: datetime,
     account_ids: list[str] | None = None,
+    keep_rows: bool = False,
 ) -> ValidatedDataset:
-    """Split a typed dataset into accepted and quarantined rows, with a reason for each."""
+    """Split a typed dataset into accepted and quarantined rows, with a reason for each.
+
+    With ``keep_rows`` the accepted rows keep their source row (``ROW``): the accounts, which
+    each date's exchange rate may still quarantine (``tasks.currency.accounts_on``).
+    """
     suite = resolve_suite(load_suite_json(dataset), cfg, account_ids, run_time)
     typed_ok = df.filter(pl.col(REASON).is_null())
     use_gx = typed_ok.height <= cfg.validation.gx_max_rows
@@ -364,7 +370,7 @@ def validate_dataset(
     else:
         failures = run_polars(typed_ok, suite, every - versions)
     failures.update(_version_duplicates(typed_ok, dataset, versions))
-    failed = _cast_failures(df)
+    failed = cast_failures(df)
     reasons: list[pl.DataFrame] = []
     for i, rows in sorted(failures.items()):
         entry = suite["expectations"][i]
@@ -396,7 +402,7 @@ def validate_dataset(
         )
         .drop("r")
     )
-    accepted = marked.filter(pl.col(REASON).is_null()).drop(ROW, REASON)
+    accepted = marked.filter(pl.col(REASON).is_null()).drop(REASON, *([] if keep_rows else [ROW]))
     quarantined = marked.filter(pl.col(REASON).is_not_null()).rename(
         {REASON: "reason", ROW: "source_row"}
     )

@@ -1,19 +1,27 @@
 """History in PostgreSQL (``[output] history = "postgresql://..."``).
 
-An advisory lock per date serialises writers.
+An advisory lock per date serialises writers. Reads go through ADBC (the server's binary COPY
+straight into Arrow) on a second, autocommit connection, so they see committed dates only; a
+read inside the calling thread's own write transaction (``_transaction``, or the table set-up)
+stays on that transaction's psycopg connection, the only one that sees its rows, and reads
+there by COPY to CSV.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import adbc_driver_manager
+import adbc_driver_postgresql.dbapi as adbc
 import polars as pl
 import psycopg
+from psycopg import sql as pg_sql
 
 from tasks.errors import HistoryError
 from tasks.history.sql import SqlHistory, create_tables
@@ -31,28 +39,90 @@ def _masked(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _inlined(sql: str, params: Sequence[Any]) -> str:
+    """Write the stores' ``?`` parameters (dates, ids) into the query as quoted literals.
+
+    The driver reads a query without bound parameters by binary COPY; bound ones made it a
+    prepared statement, about a quarter more CPU on 1M rows (BENCHMARKS.md).
+    """
+    parts = sql.split("?")
+    if len(parts) != len(params) + 1:
+        raise ValueError(f"{len(parts) - 1} placeholders for {len(params)} parameters: {sql}")
+    literals = [pg_sql.Literal(p).as_string(None) for p in params]
+    return "".join(part + lit for part, lit in zip(parts, [*literals, ""], strict=True))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class PostgresHistory(SqlHistory):
     """History in PostgreSQL; a transaction-level advisory lock per date serialises writers."""
 
     def __init__(self, url: str) -> None:
         self.url = _masked(url)
+        self._dsn = url  # with its password: only the drivers see it
         try:
             self.con = psycopg.connect(url, connect_timeout=10, autocommit=True)
         except psycopg.Error as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise HistoryError(
-                f"History store {self.url} cannot be opened: {first}.",
+                f"History store {self.url} cannot be opened: {_first_line(err)}.",
                 transient=isinstance(err, psycopg.OperationalError),
             ) from None
-        with self.con.transaction():
+        self._writer: int | None = None  # the thread whose write transaction is open
+        self._reader: adbc.Connection | None = None  # opened by the first read
+        self._read_lock = threading.Lock()  # one statement at a time on the ADBC connection
+        with self._own_transaction():
             self._execute("select pg_advisory_xact_lock(?, 0)", [_PG_LOCK_SPACE])
             create_tables(self, "postgres")
+
+    @contextmanager
+    def _own_transaction(self) -> Iterator[None]:
+        """Open a transaction on the psycopg connection; this thread's reads then run in it."""
+        with self.con.transaction():
+            self._writer = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._writer = None
+
+    def _in_transaction(self) -> bool:
+        return self._writer == threading.get_ident()
+
+    def _arrow(self, sql: str, params: Sequence[Any]) -> Any:
+        """Run a read on the ADBC connection and return its Arrow table."""
+        with self._read_lock:
+            try:
+                if self._reader is None:
+                    self._reader = adbc.connect(self._dsn, autocommit=True)
+                with self._reader.cursor() as cur:
+                    cur.execute(_inlined(sql, params))
+                    return cur.fetch_arrow_table()
+            except adbc_driver_manager.Error as err:
+                lost = isinstance(err, adbc_driver_manager.OperationalError)
+                if lost and self._reader is not None:  # a later retry connects again
+                    self._reader.close()
+                    self._reader = None
+                raise HistoryError(
+                    f"History store {self.url} cannot be read: {_first_line(err)}.",
+                    transient=lost,
+                ) from None
 
     @staticmethod
     def _sql(sql: str) -> str:
         return sql.replace("?", "%s")
 
     def _frame(self, sql: str, params: Sequence[Any], schema: pl.Schema) -> pl.DataFrame:
+        if self._in_transaction():
+            return self._copy_frame(sql, params, schema)
+        df = pl.from_arrow(self._arrow(sql, params))
+        assert isinstance(df, pl.DataFrame)  # a table converts to a frame
+        # by name, not position: a migrated table may hold its columns in another order
+        return df.select(list(schema)).cast(schema)
+
+    def _copy_frame(self, sql: str, params: Sequence[Any], schema: pl.Schema) -> pl.DataFrame:
+        """Read on the psycopg connection (inside its transaction) by COPY to CSV."""
         buf = io.BytesIO()
         with self.con.cursor() as cur:
             copy_sql = f"copy ({self._sql(sql)}) to stdout with (format csv, header)"
@@ -73,6 +143,8 @@ class PostgresHistory(SqlHistory):
         return df.with_columns(flags) if flags else df
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if not self._in_transaction():
+            return [tuple(r.values()) for r in self._arrow(sql, params).to_pylist()]
         with self.con.cursor() as cur:
             return cur.execute(self._sql(sql), list(params)).fetchall()
 
@@ -94,14 +166,14 @@ class PostgresHistory(SqlHistory):
     @contextmanager
     def _transaction(self, as_of: date) -> Iterator[None]:
         try:
-            with self.con.transaction():
+            with self._own_transaction():
                 # a second writer of the same date waits here until the first one commits
                 self._execute(
                     "select pg_advisory_xact_lock(?, ?)", [_PG_LOCK_SPACE, as_of.toordinal()]
                 )
                 yield
         except psycopg.OperationalError as err:  # the server went away: nothing was committed
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            first = _first_line(err)
             raise HistoryError(
                 f"History store {self.url} was lost while {as_of} was being written ({first}); "
                 "nothing of that date was stored.",
@@ -109,5 +181,9 @@ class PostgresHistory(SqlHistory):
             ) from None
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connections."""
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         self.con.close()

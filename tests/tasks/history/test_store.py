@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import threading
 import time
@@ -23,7 +24,14 @@ from tasks.history.context import history_context
 from tasks.history.duckdb_store import DuckDBHistory
 from tasks.history.memory import PassHistory
 from tasks.history.postgres_store import PostgresHistory
-from tasks.history.schema import HistoryStore, Snapshot, history_scores, nearest, portfolio_trend
+from tasks.history.schema import (
+    HistoryStore,
+    Snapshot,
+    conform,
+    history_scores,
+    nearest,
+    portfolio_trend,
+)
 
 D1, D2 = date(2026, 3, 2), date(2026, 3, 9)
 
@@ -73,11 +81,8 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], H
     """Return a function that opens a fresh, empty store (each call is a new connection)."""
     if request.param == "duckdb":
         return lambda: DuckDBHistory(tmp_path / "history.duckdb")
-    url = request.getfixturevalue("pg_database")
-    schema = f"t_{uuid.uuid4().hex[:10]}"  # one schema per test keeps tests apart
-    with psycopg.connect(url, autocommit=True) as con:
-        con.execute(f"create schema {schema}")
-    return lambda: PostgresHistory(f"{url}?options=-csearch_path%3D{schema}")
+    url = _own_schema(request.getfixturevalue("pg_database"))  # one schema per test
+    return lambda: PostgresHistory(url)
 
 
 @pytest.fixture
@@ -323,12 +328,15 @@ def test_pass_history_reads_kpis_and_trend_of_its_span_once(store: HistoryStore)
     assert "kpis_between" in calls
 
 
-def test_duckdb_store_reads_in_one_thread_while_another_writes(tmp_path: Path) -> None:
-    """Each thread reads on its own cursor and sees whole dates only.
+def test_a_store_reads_in_one_thread_while_another_writes(
+    open_store: Callable[[], HistoryStore],
+) -> None:
+    """Each thread reads on its own cursor (PostgreSQL: the ADBC connection) and sees whole
+    dates only.
 
     A backfill stores date N on a task thread while date N+1 reads.
     """
-    store = DuckDBHistory(tmp_path / "h.duckdb")
+    store = open_store()
     days = [D1 + timedelta(weeks=i) for i in range(12)]
     seen: list[int] = []
     errors: list[BaseException] = []
@@ -464,4 +472,78 @@ def test_open_history_expands_environment_references(
     )
     store = open_history(cfg)
     assert isinstance(store, PostgresHistory)
+    store.close()
+
+
+def _own_schema(pg_database: str) -> str:
+    """Return the test database's URL with a fresh schema of its own as the search path."""
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_database, autocommit=True) as con:
+        con.execute(f"create schema {schema}")
+    return f"{pg_database}?options=-csearch_path%3D{schema}"
+
+
+@pytest.mark.postgres
+def test_postgres_reads_inside_a_write_transaction_see_its_rows(pg_database: str) -> None:
+    """The writer's own reads see its uncommitted rows; every other read sees committed dates.
+
+    Reads outside a write transaction go through ADBC on a second connection; inside one they
+    stay on the transaction's connection, the only one that sees its rows.
+    """
+    url = _own_schema(pg_database)
+    store, other = PostgresHistory(url), PostgresHistory(url)
+    try:
+        store.write_snapshot(snapshot(D1, "old"))
+        assert store._reader is None  # writing (and the table set-up) read on psycopg only
+        assert store.dates() == [D1]
+        assert store._reader is not None  # a read outside a transaction: through ADBC
+        seen_elsewhere: list[list[str]] = []
+        with store._transaction(D1):
+            store._execute("delete from score_history where as_of = ?", [D1])
+            new = snapshot(D1, "new", accounts=5)
+            store._insert("score_history", conform(new.scores, "score_history"))
+            # this thread's reads are in the transaction: the new rows, not the old ones
+            inside = store.scores_at(D1)
+            assert inside["top_drivers"].to_list() == ["new"] * 5
+            assert store.scores_between(D1, D1).height == 5
+            assert store.dates() == [D1]
+            # another connection, and another thread of this store, see the committed date
+            assert other.scores_at(D1)["top_drivers"].to_list() == ["old"] * 3
+            reader = threading.Thread(
+                target=lambda: seen_elsewhere.append(store.scores_at(D1)["top_drivers"].to_list())
+            )
+            reader.start()
+            reader.join(30)
+        assert seen_elsewhere == [["old"] * 3]
+        assert other.scores_at(D1)["top_drivers"].to_list() == ["new"] * 5  # committed
+        assert_frame_equal(store.scores_at(D1), inside)
+    finally:
+        store.close()
+        other.close()
+
+
+@pytest.mark.postgres
+def test_postgres_reads_through_adbc_equal_copy_to_csv(pg_database: str) -> None:
+    """The ADBC reader and the transaction's COPY reader give the same frames and types."""
+    store = PostgresHistory(_own_schema(pg_database))
+    store.write_snapshot(snapshot(D1))
+    store.write_snapshot(snapshot(D2, accounts=4))
+    reads: dict[str, list[Any]] = {}
+    for how in ("adbc", "copy"):
+        ctx = store._own_transaction() if how == "copy" else contextlib.nullcontext()
+        with ctx:
+            reads[how] = [
+                store.scores_between(D1, D2),
+                store.measures_between(D1, D2),
+                store.runs(),
+                store.actions_before(D2),
+                store.kpis_between(D1, D2),
+                store.dates(),
+            ]
+    for adbc_read, copy_read in zip(reads["adbc"], reads["copy"], strict=True):
+        if isinstance(adbc_read, pl.DataFrame):
+            assert adbc_read.height > 0
+            assert_frame_equal(adbc_read, copy_read)
+        else:
+            assert adbc_read == copy_read
     store.close()
