@@ -14,10 +14,10 @@ from tasks.history.schema import (
     HistoryReader,
     Snapshot,
     conform,
-    history_scores,
     nearest,
     portfolio_trend,
     schema_of,
+    snapshot_scores,
     trend_window,
 )
 from tasks.kpis import Kpis
@@ -72,7 +72,7 @@ class PassHistory:
 
     def add(self, snapshot: Snapshot) -> None:
         """Make a computed date visible to the dates after it (it may still be being stored)."""
-        scores = history_scores(snapshot.scores, snapshot.measures)
+        scores = snapshot_scores(snapshot)
         self._added.add(snapshot.as_of)
         self._scores[snapshot.as_of] = scores
         self._kpis[snapshot.as_of] = cast(Kpis, json.loads(json.dumps(snapshot.kpis)))

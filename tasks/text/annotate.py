@@ -83,14 +83,23 @@ def annotate_frame(df: pl.DataFrame, text: pl.Expr, cfg: TextConfig) -> pl.DataF
     from tasks.text.models import read_texts  # the NLP packages load only with a text source
 
     clean = text.str.strip_chars().replace("", None)
-    body = df.select(clean.alias("t"))["t"]
-    readings = read_texts(body.drop_nulls().to_list(), cfg.min_language_confidence)
-    lang = [readings[t].language if t is not None else None for t in body]
-    score = [readings[t].sentiment if t is not None else None for t in body]
+    body = df.select(clean.alias("_t"))
+    # each distinct text is read once (models, themes), then joined back to its rows: exports
+    # repeat texts (ticket subjects, templated surveys), and the themes' regexes are not free
+    distinct = body.filter(pl.col("_t").is_not_null()).unique(maintain_order=True)
+    readings = read_texts(distinct["_t"].to_list(), cfg.min_language_confidence)
+    texts = distinct["_t"].to_list()
+    read = distinct.with_columns(
+        pl.Series("_text_lang", [readings[t].language for t in texts], pl.String),
+        pl.Series("_text_sentiment", [readings[t].sentiment for t in texts], pl.Float64),
+        themes_expr(pl.col("_t"), cfg.themes).alias("_text_themes"),
+    )
+    joined = body.join(read, on="_t", how="left", maintain_order="left")
     out = df.with_columns(
-        pl.Series("_text_lang", lang, pl.String),
-        pl.Series("_text_sentiment", score, pl.Float64),
-        themes_expr(clean, cfg.themes).alias("_text_themes"),
+        joined["_text_lang"],
+        joined["_text_sentiment"],
+        # a row without text has no themes: the empty list, as themes_expr gives it
+        joined["_text_themes"].fill_null(pl.lit([], pl.List(pl.String))),
     )
     return out.with_columns(
         label_expr(pl.col("_text_sentiment"), pl.col("_text_lang").is_not_null(), cfg).alias(

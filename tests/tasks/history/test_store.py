@@ -29,8 +29,10 @@ from tasks.history.schema import (
     Snapshot,
     conform,
     history_scores,
+    make_snapshot,
     nearest,
     portfolio_trend,
+    snapshot_scores,
 )
 
 D1, D2 = date(2026, 3, 2), date(2026, 3, 9)
@@ -547,3 +549,23 @@ def test_postgres_reads_through_adbc_equal_copy_to_csv(pg_database: str) -> None
         else:
             assert adbc_read == copy_read
     store.close()
+
+
+def test_a_snapshots_scores_without_the_pivot_equal_the_pivot() -> None:
+    cfg = parse_config({"sources": {"accounts": {"uri": "a.csv"}}}, Path())
+    names = [m.name for m in cfg.scoring.measures]
+    n = 5
+    scored = pl.DataFrame(
+        {
+            "account_id": [f"acc{i}" for i in (3, 1, 4, 0, 2)],  # not sorted
+            "score": [40.0, None, 75.5, 10.0, 99.0],
+            "segment": ["neutral", None, "healthy", "at_risk", "healthy"],
+            "arr": [1.0, 2.0, 3.0, 4.0, 5.0],
+            **{f"m_{m}": [float(i * j) for i in range(n)] for j, m in enumerate(names)},
+            **{f"c_{m}": [i + j / 7 for i in range(n)] for j, m in enumerate(names)},
+        }
+    )
+    snap = make_snapshot(cfg, D1, scored, pl.DataFrame(), {"as_of": D1.isoformat()}, {})  # type: ignore[typeddict-item]
+    fast = snapshot_scores(snap)
+    assert_frame_equal(fast, history_scores(snap.scores, snap.measures))
+    assert fast.columns[-len(names) :] == [f"c_{m}" for m in names]
