@@ -94,7 +94,15 @@ def build_features_many(
     w = cfg.windows
     span = Span.of(dates, data["accounts"])
     as_of = pl.LazyFrame({"as_of": span.dates})
-    base = data["accounts"].lazy().join(as_of, how="cross").filter(active_on(pl.col("as_of")))
+    # every part is keyed by integer codes (_acc, _i): the joins below match numbers, not ids
+    base = (
+        data["accounts"]
+        .lazy()
+        .join(as_of, how="cross")
+        .filter(active_on(pl.col("as_of")))
+        .join(span.ids.lazy(), on="account_id", how="left")
+        .join(span.indices().with_columns(pl.lit(span.dates).alias("as_of")), on="as_of")
+    )
     parts: list[pl.LazyFrame] = []
     if "usage_events" in data:
         parts.append(usage_features(data["usage_events"].lazy(), span, w.usage_days))
@@ -112,7 +120,7 @@ def build_features_many(
         parts.append(text_features(texts_of(data, cfg).lazy(), span, cfg.text.days))
     out = base
     for p in parts:
-        out = out.join(span.keyed(p), on=KEYS, how="left")
+        out = out.join(p, on=["_acc", "_i"], how="left")
     zeros = [
         pl.col(c).fill_null(0)
         for ds, cols in _ZERO_WHEN_PRESENT.items()

@@ -79,11 +79,6 @@ class Span:
         """Every date index, as the column ``_i``."""
         return pl.LazyFrame({"_i": range(self.n)}, schema={"_i": pl.Int64})
 
-    def keyed(self, frame: pl.LazyFrame) -> pl.LazyFrame:
-        """Turn ``(_acc, _i)`` keys back into ``(account_id, as_of)``."""
-        dates = self.indices().with_columns(pl.lit(self.dates).alias("as_of"))
-        return frame.join(self.ids.lazy(), on="_acc").join(dates, on="_i").drop("_acc", "_i")
-
 
 def running_sum(parts: list[pl.LazyFrame], span: Span) -> pl.LazyFrame:
     """Sum every value column, at every date, over the rows whose ``[_lo, _hi)`` holds the date.
