@@ -25,6 +25,7 @@ from tasks.config import Config, load_config
 from tasks.history.context import lookback_days
 from tasks.history.memory import PassHistory
 from tasks.runlock import run_lock
+from tasks.text.annotate import preload_text
 from tasks.validate import preload
 
 __all__ = ["backfill_flow", "dates_between"]
@@ -60,6 +61,7 @@ def backfill_flow(params: BackfillParams) -> list[RunResult]:
     """Score every date from start to end in one pass; each date replaces its previous results."""
     preload()  # Great Expectations loads while history and sources are read
     cfg = load_config(Path(params.config_path))
+    preload_text(cfg)  # and the text models, with a text source
     dates = dates_between(params.start, params.end, params.every_days)
     run_time = params.run_time or utc_now()
     with run_lock(cfg.out_dir):  # one writer per output folder

@@ -26,6 +26,7 @@ from flows.writeback import write_back
 from tasks.clock import utc_now
 from tasks.config import load_config
 from tasks.runlock import run_lock
+from tasks.text.annotate import preload_text
 from tasks.validate import preload
 
 
@@ -39,6 +40,7 @@ def weekly_flow(params: WeeklyParams) -> RunResult:
     """Score every account for one as-of date and build the report and e-mails."""
     preload()  # Great Expectations loads while history and sources are read
     cfg = load_config(Path(params.config_path))
+    preload_text(cfg)  # and the text models, with a text source
     run_time = params.run_time or utc_now()  # one clock, in UTC like every timestamp read
     with run_lock(cfg.out_dir):  # one writer per output folder
         day = params.as_of or run_time.date()

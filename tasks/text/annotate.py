@@ -10,6 +10,7 @@ complaint (a feedback row of channel ``complaint``, a ticket whose type or categ
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import replace
 from typing import Any
@@ -66,15 +67,38 @@ def label_expr(sentiment: pl.Expr, has_text: pl.Expr, text: TextConfig) -> pl.Ex
     )
 
 
-def _after_preload() -> None:
-    """Wait for Great Expectations' background import (tasks.validate.preload) to finish.
+_PRELOADS = ("preload-gx", "preload-text")
 
-    Importing the NLP packages while that thread imports shared modules can end in Python's
-    import-lock deadlock error (seen once in a demo run).
+
+def _after_preload(names: tuple[str, ...] = _PRELOADS) -> None:
+    """Wait for the background imports (Great Expectations, the text models) to finish.
+
+    Importing the NLP packages while the GX thread imports shared modules can end in Python's
+    import-lock deadlock error (seen once in a demo run); and a model the text thread is
+    loading is waited for rather than loaded twice.
     """
     for thread in threading.enumerate():
-        if thread.name == "preload-gx" and thread is not threading.current_thread():
+        if thread.name in names and thread is not threading.current_thread():
             thread.join()
+
+
+def preload_text(cfg: Config) -> None:
+    """With a text stage, load the models in a background thread while the sources are read.
+
+    They take seconds (snownlp's Chinese model most), all of it before the first text could be
+    read; after Great Expectations' import, never beside it (``_after_preload``).
+    """
+    if not cfg.text_stage or any(t.name == "preload-text" for t in threading.enumerate()):
+        return
+
+    def load() -> None:
+        _after_preload(("preload-gx",))
+        from tasks.text.models import load_models
+
+        with contextlib.suppress(Exception):  # a model that fails to load fails at first use
+            load_models()
+
+    threading.Thread(target=load, name="preload-text", daemon=True).start()
 
 
 def annotate_frame(df: pl.DataFrame, text: pl.Expr, cfg: TextConfig) -> pl.DataFrame:

@@ -62,6 +62,13 @@ def _chinese() -> Callable[[str], float]:
 _SCORERS: dict[str, Callable[[], Callable[[str], float]]] = {"en": _english, "zh": _chinese}
 
 
+def load_models() -> None:
+    """Load every model now (language, English, Chinese), e.g. in a background thread."""
+    _identifier()
+    for scorer in _SCORERS.values():
+        scorer()
+
+
 def read_text(text: str, min_confidence: float) -> Reading:
     """Identify the language of ``text`` and score its sentiment when a model covers it."""
     language, p = _identifier().classify(text)

@@ -305,3 +305,26 @@ def test_evidence_lists_what_the_report_digests_and_pages_show() -> None:
     ctx: Any = {"voice": {"accounts": kept}}
     bob = scores.filter(pl.col("csm_email").str.to_lowercase() == "bob@x.com")
     assert [a["account_id"] for a in own_voice(ctx, bob)] == ids[30:40]
+
+
+def test_the_text_models_load_in_the_background_only_with_a_text_stage() -> None:
+    code = (
+        "import sys, threading\n"
+        "from pathlib import Path\n"
+        "from tasks.config import parse_config\n"
+        "from tasks.text.annotate import preload_text\n"
+        "plain = parse_config({'sources': {'accounts': {'uri': 'a.csv'}}}, Path('.'))\n"
+        "preload_text(plain)\n"
+        "assert not [t for t in threading.enumerate() if t.name == 'preload-text']\n"
+        "text = parse_config({'sources': {'accounts': {'uri': 'a.csv'}, "
+        "'feedback': {'uri': 'f.csv'}}}, Path('.'))\n"
+        "preload_text(text)\n"
+        "[t] = [t for t in threading.enumerate() if t.name == 'preload-text']\n"
+        "t.join()\n"
+        "from tasks.text import models\n"
+        "assert 'snownlp' in sys.modules\n"
+        "assert models._chinese.cache_info().currsize == 1\n"
+        "assert models._identifier.cache_info().currsize == 1\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
