@@ -161,13 +161,10 @@ def forecast_churn(
     the churn probability of an account whose renewal falls due within it.
     """
     history = risk if risk is not None else pl.DataFrame()
-    main = calibrate(history, accounts, as_of, HORIZON_DAYS, method)
-    cals = {
-        h: fit_calibration(
-            due_rows(training_rows(history, accounts, as_of, h), accounts, h), h, method
-        )
-        for h in horizons
-    }
+    # each horizon's labelled rows once: the main fit and the renewals' fit share the 90 days'
+    rows = {h: training_rows(history, accounts, as_of, h) for h in {HORIZON_DAYS, *horizons}}
+    main = fit_calibration(rows[HORIZON_DAYS], HORIZON_DAYS, method)
+    cals = {h: fit_calibration(due_rows(rows[h], accounts, h), h, method) for h in horizons}
     score = own_model(scored)["score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     probs = {}
     for h, cal in cals.items():
