@@ -7,12 +7,17 @@ like ``p_churn_90d`` but on the earlier snapshots whose renewal fell due within 
 (churn concentrates at renewals, so the all-accounts probability would understate it); the
 renewing ARR is the sum of independent Bernoulli draws
 weighted by ARR (an ARR-weighted Poisson-binomial), whose 80% interval comes from a seeded
-simulation.
+simulation of up to ``SIMULATE_UP_TO`` due accounts, and above that from the normal
+distribution with the sum's exact mean and variance: there the two differ by less than the
+simulation's own draw-to-draw noise (measured at 2,000 to 45,000 due accounts: 0.00-0.05
+standard deviations, against 0.01-0.11 between two seeds), and 4,000 draws of 45,000 accounts
+took 2 s of every date.
 """
 
 from __future__ import annotations
 
 from datetime import date, timedelta
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -22,6 +27,7 @@ FORECAST_DAYS = (90, 180)
 DRAWS = 4000
 SEED = 17
 _CHUNK = 2048  # accounts per block of draws, to bound memory at 100k accounts
+SIMULATE_UP_TO = 5000  # due accounts; more take the normal approximation
 
 
 def next_renewal(renewal: pl.Expr, as_of: pl.Expr) -> pl.Expr:
@@ -56,7 +62,18 @@ def due_rows(rows: pl.DataFrame, accounts: pl.DataFrame, days: int) -> pl.DataFr
 def renewing_interval(
     arr: np.ndarray, p: np.ndarray, level: float = 0.8, draws: int = DRAWS, seed: int = SEED
 ) -> tuple[float, float]:
-    """Return the central ``level`` interval of sum(ARR x renewed), renewed ~ Bernoulli(1 - p)."""
+    """Return the central ``level`` interval of sum(ARR x renewed), renewed ~ Bernoulli(1 - p):
+    simulated up to ``SIMULATE_UP_TO`` accounts, else the normal approximation.
+    """
+    if len(arr) > SIMULATE_UP_TO:
+        return normal_interval(arr, p, level)
+    return simulated_interval(arr, p, level, draws, seed)
+
+
+def simulated_interval(
+    arr: np.ndarray, p: np.ndarray, level: float = 0.8, draws: int = DRAWS, seed: int = SEED
+) -> tuple[float, float]:
+    """Return the interval of ``draws`` seeded draws of every account's renewal."""
     rng = np.random.default_rng(seed)
     total = np.zeros(draws)
     for i in range(0, len(arr), _CHUNK):
@@ -64,6 +81,14 @@ def renewing_interval(
         total += (rng.random((draws, len(a))) >= q) @ a
     lo, hi = np.quantile(total, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def normal_interval(arr: np.ndarray, p: np.ndarray, level: float = 0.8) -> tuple[float, float]:
+    """Return the interval of the normal distribution with the sum's mean and variance."""
+    mean = float((arr * (1 - p)).sum())
+    sd = float(np.sqrt((arr * arr * p * (1 - p)).sum()))
+    z = float(NormalDist().inv_cdf((1 + level) / 2))
+    return mean - z * sd, mean + z * sd
 
 
 def forecast_one(due: pl.DataFrame, p: str, arr_total: float | None) -> dict[str, Any]:

@@ -26,7 +26,13 @@ from tasks.calibrate import MIN_EVENTS, calibrate, forecast_churn
 from tasks.compare import compare_configs
 from tasks.config import parse_config
 from tasks.errors import ConfigError
-from tasks.forecast import renewals_due, renewing_interval
+from tasks.forecast import (
+    SIMULATE_UP_TO,
+    normal_interval,
+    renewals_due,
+    renewing_interval,
+    simulated_interval,
+)
 from tasks.report.prediction_view import prediction_view
 from tests.tasks.test_backtest import CFG, KNOWN, synthetic
 
@@ -157,6 +163,22 @@ def test_renewals_fall_due_on_anniversaries() -> None:
     # 1 Feb is due; 1 March 2025 recurs on 1 March 2026 (due); 1 January renews today, so next
     # on 1 January 2027 (not due within 90 days); no date, not due
     assert renewals_due(accounts, d, 90)["arr"].to_list() == [1.0, 2.0]
+
+
+def test_many_due_accounts_take_the_normal_interval_within_the_simulations_noise() -> None:
+    rng = np.random.default_rng(3)
+    n = SIMULATE_UP_TO + 1
+    arr = rng.lognormal(9, 1, n)  # skewed ARR, as portfolios are
+    p = rng.uniform(0.01, 0.5, n)
+    got = renewing_interval(arr, p)
+    assert got == normal_interval(arr, p)
+    sd = float(np.sqrt((arr * arr * p * (1 - p)).sum()))
+    sims = [simulated_interval(arr, p, seed=s) for s in (17, 99)]
+    noise = max(abs(a - b) for a, b in zip(*sims, strict=True))  # between two seeds
+    for sim in sims:
+        for a, b in zip(got, sim, strict=True):
+            assert abs(a - b) < max(noise, 0.02 * sd) * 3
+    assert renewing_interval(arr[:-1], p[:-1]) == simulated_interval(arr[:-1], p[:-1])
 
 
 def test_renewing_interval_matches_the_exact_distribution() -> None:
