@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from email import message_from_bytes
 from email.message import EmailMessage
 from html import escape, unescape
 from pathlib import Path
@@ -27,6 +28,7 @@ from tasks.config import Config, load_config
 from tasks.lifecycle import Advanced, advance, empty_state
 from tasks.mail.compose import ATTACHMENTS, Emails, build_emails, draw_digest_charts
 from tasks.mail.digest import sectioned
+from tasks.mail.message import MAIL_POLICY
 from tasks.report.charts import PNG_SCALE, vega_renders
 from tasks.report.context import ReportInputs, build_context
 from tests.conftest import DEMO_END
@@ -291,3 +293,20 @@ def test_no_chart_is_drawn_for_emails_a_run_does_not_build(demo_mail: DemoMail) 
     )
     assert emails.messages == []
     assert vega_renders() == before
+
+
+def test_each_multipart_has_its_own_random_boundary_and_reads_back_whole(
+    demo_mail: DemoMail,
+) -> None:
+    seen: set[str] = set()
+    for _, msg in demo_mail.emails.messages:
+        parts = [p for p in msg.walk() if p.is_multipart()]
+        bounds = [str(p.get_boundary()) for p in parts]
+        assert all(b.startswith("chs-") for b in bounds)
+        assert seen.isdisjoint(bounds)
+        seen |= set(bounds)
+        back = message_from_bytes(msg.as_bytes(), policy=MAIL_POLICY)
+        assert [p.get_content_type() for p in back.walk()] == [
+            p.get_content_type() for p in msg.walk()
+        ]
+        assert _images(back) == _images(msg)
