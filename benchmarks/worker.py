@@ -33,7 +33,7 @@ import great_expectations  # noqa: E402,F401  # chs loads it while the run start
 import polars as pl  # noqa: E402
 from prefect import Task  # noqa: E402
 
-from flows import steps, weekly  # noqa: E402
+from flows import chat, pages, steps, weekly, writeback  # noqa: E402
 from flows.params import WeeklyParams  # noqa: E402
 from tasks.features.build import KNOWN_FEATURES
 
@@ -133,6 +133,10 @@ def chain(
     """
     # The task bodies log through get_run_logger() and publish artifacts: both need Prefect.
     # The flow calls the steps from both modules' namespaces (prepare_date lives in steps).
+    # The flow's tasks defined elsewhere (account pages, chat, write-back) log from their own
+    # modules, which the flow reaches through these two.
+    for module in (pages, chat, writeback):
+        module.get_run_logger = _plain_logger  # type: ignore[attr-defined]
     names = []
     for module in (weekly, steps):
         module.get_run_logger = _plain_logger  # type: ignore[attr-defined]

@@ -24,6 +24,8 @@ from tasks.clock import utc_now
 from tasks.config import Config, load_config
 from tasks.history.context import lookback_days
 from tasks.history.memory import PassHistory
+from tasks.report.charts import warm_up as warm_up_charts
+from tasks.report.templates import preload as preload_templates
 from tasks.runlock import run_lock
 from tasks.text.annotate import preload_text
 from tasks.validate import preload
@@ -60,6 +62,8 @@ def _backfill(
 def backfill_flow(params: BackfillParams) -> list[RunResult]:
     """Score every date from start to end in one pass; each date replaces its previous results."""
     preload()  # Great Expectations loads while history and sources are read
+    warm_up_charts()  # the chart engine starts too (~1 s, off the GIL), long before a chart
+    preload_templates()  # and the report's and e-mails' templates are compiled
     cfg = load_config(Path(params.config_path))
     preload_text(cfg)  # and the text models, with a text source
     dates = dates_between(params.start, params.end, params.every_days)

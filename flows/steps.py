@@ -489,10 +489,11 @@ def prepare_date(
     e-mails, and with ``pages`` the account pages (SPEC 10.2).
     """
     sender = mail_sender()
-    warm_up_charts()  # the chart engine starts in the background while the date is scored
+    warm_up_charts()  # started by the flow already; here for a caller that is not a flow
     scored = score(cfg, features, day, history.prev_1w, history.prev_4w)
+    # the digests' histograms need only the scores: drawn in the background from here on
+    drawn = draw_digest_charts(scored, cfg) if emails else {}
     scored, churn = calibrate_churn(scored, validated, history, day, cfg.calibration.method)
-    drawn = draw_digest_charts(scored, cfg) if emails else {}  # drawn while the date goes on
     loop = lifecycle(cfg, recommend_actions(cfg, scored, day), scored, validated, history, day)
     validated = loop.validated  # refused status updates are quarantined
     actions = loop.advanced.work  # what the report and the e-mails list as this week's work

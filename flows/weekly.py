@@ -25,6 +25,8 @@ from flows.steps import (
 from flows.writeback import write_back
 from tasks.clock import utc_now
 from tasks.config import load_config
+from tasks.report.charts import warm_up as warm_up_charts
+from tasks.report.templates import preload as preload_templates
 from tasks.runlock import run_lock
 from tasks.text.annotate import preload_text
 from tasks.validate import preload
@@ -39,6 +41,8 @@ from tasks.validate import preload
 def weekly_flow(params: WeeklyParams) -> RunResult:
     """Score every account for one as-of date and build the report and e-mails."""
     preload()  # Great Expectations loads while history and sources are read
+    warm_up_charts()  # the chart engine starts too (~1 s, off the GIL), long before a chart
+    preload_templates()  # and the report's and e-mails' templates are compiled
     cfg = load_config(Path(params.config_path))
     preload_text(cfg)  # and the text models, with a text source
     run_time = params.run_time or utc_now()  # one clock, in UTC like every timestamp read

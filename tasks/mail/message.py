@@ -55,6 +55,12 @@ class Chart:
     height: int
 
 
+def _boundary() -> str:
+    # A random boundary set when each multipart is made: without one, the generator makes its
+    # own and searches the whole flattened body (every base64 image) for it, per part.
+    return f"chs-{secrets.token_hex(16)}"
+
+
 def build_message(
     sender: str,
     to: list[str],
@@ -92,13 +98,18 @@ def build_message(
     optional = {"attach_note": None, "sections": None, "summary": None, "headline": None}
     ctx = {**optional, **context, "subject": header_safe(subject), "images": images}
     msg.set_content(env.get_template("email.txt.j2").render(**ctx))
+    msg.make_alternative(boundary=_boundary())
     msg.add_alternative(_inline(env.get_template("email.html.j2").render(**ctx)), subtype="html")
     html = msg.get_body(("html",))
     assert isinstance(html, EmailMessage)
+    if charts:
+        html.make_related(boundary=_boundary())
     for c in charts or []:
         html.add_related(
             c.png, "image", "png", cid=cids[c.name], filename=f"{c.name}.png", disposition="inline"
         )
+    if attachments:
+        msg.make_mixed(boundary=_boundary())
     for name, data in attachments.items():
         msg.add_attachment(data, maintype="text", subtype="csv", filename=name)
     return msg

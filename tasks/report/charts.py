@@ -9,11 +9,13 @@ every text is dark on white (WCAG AA) and every colour also has its segment's na
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cache
 from typing import Any, TypedDict
 
 import altair as alt
@@ -70,8 +72,21 @@ class ChartSpec(TypedDict):
     svg: str  # filled by with_svg for the report; empty until then
 
 
-def _chart(name: str, caption: str, alt_text: str, chart: Any, **facts: Any) -> ChartSpec:
-    spec = chart.configure(**_CONFIG).to_dict(validate=False)
+def _spec(chart: Any, datasets: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    spec: dict[str, Any] = chart.configure(**_CONFIG).to_dict(validate=False)
+    spec["datasets"] = dict(datasets)  # after to_dict, which would walk every row
+    return spec
+
+
+def _chart(
+    name: str,
+    caption: str,
+    alt_text: str,
+    chart: Any,
+    datasets: Mapping[str, list[dict[str, Any]]],
+    **facts: Any,
+) -> ChartSpec:
+    spec = _spec(chart, datasets)
     return {
         "name": name,
         "caption": caption,
@@ -82,38 +97,49 @@ def _chart(name: str, caption: str, alt_text: str, chart: Any, **facts: Any) -> 
     }
 
 
-def _data(rows: list[dict[str, Any]]) -> Any:
-    # inline data: the spec carries its numbers, nothing is fetched
-    return alt.Data(values=rows)  # type: ignore[no-untyped-call]
+def _data(name: str) -> Any:
+    # a dataset of the spec's own "datasets": it carries its numbers, nothing is fetched
+    return alt.NamedData(name=name)
 
 
-def _band(score_mid: float, cfg: Config) -> str:
-    seg = cfg.scoring.segments
-    if score_mid >= seg.healthy:
+def _band(score_mid: float, at_risk: float, healthy: float) -> str:
+    if score_mid >= healthy:
         return "healthy"
-    return "at_risk" if score_mid < seg.at_risk else "neutral"
+    return "at_risk" if score_mid < at_risk else "neutral"
 
 
 def _segment_scale(keys: Sequence[str], labels: Mapping[str, str]) -> Any:
     return alt.Scale(domain=[labels[k] for k in keys], range=[SEGMENT_COLOURS[k] for k in keys])
 
 
-def histogram(
-    scores: pl.Series, cfg: Config, name: str = "score-distribution", whose: str = ""
-) -> ChartSpec:
-    """Draw the 10-point score histogram, each bar in its segment's colour, counts above."""
-    bins = (scores.drop_nulls() // 10).clip(0, 9).cast(pl.Int64).value_counts()
-    counts = dict.fromkeys(range(10), 0) | dict(bins.iter_rows())
-    seg = cfg.scoring.segments
-    labels = {
-        "at_risk": f"At risk (< {seg.at_risk:g})",
-        "neutral": "Neutral",
-        "healthy": f"Healthy (≥ {seg.healthy:g})",
-    }
-    rows: list[dict[str, Any]] = [
-        {"lo": i * 10, "hi": i * 10 + 10, "count": c, "segment": labels[_band(i * 10 + 5, cfg)]}
+def _histogram_rows(counts: Mapping[int, int], at_risk: float, healthy: float) -> list[Any]:
+    labels = _histogram_labels(at_risk, healthy)
+    return [
+        {
+            "lo": i * 10,
+            "hi": i * 10 + 10,
+            "count": c,
+            "segment": labels[_band(i * 10 + 5, at_risk, healthy)],
+        }
         for i, c in counts.items()
     ]
+
+
+def _histogram_labels(at_risk: float, healthy: float) -> dict[str, str]:
+    return {
+        "at_risk": f"At risk (< {at_risk:g})",
+        "neutral": "Neutral",
+        "healthy": f"Healthy (≥ {healthy:g})",
+    }
+
+
+def histogram_spec(rows: list[dict[str, Any]], at_risk: float, healthy: float) -> dict[str, Any]:
+    """Build the histogram's Vega-Lite spec from its ten bins with Altair.
+
+    ``histogram`` fills a copy of one such spec per call instead (the same dict without
+    Altair's ~30 ms: a run draws a histogram per CSM digest, and only their numbers differ).
+    """
+    labels = _histogram_labels(at_risk, healthy)
     keys = [
         k for k in ("at_risk", "neutral", "healthy") if any(labels[k] == r["segment"] for r in rows)
     ]
@@ -123,12 +149,12 @@ def histogram(
         scale=alt.Scale(domain=[0, 100], nice=False),
         axis=alt.Axis(values=list(range(0, 101, 10)), grid=False),
     )
-    base = alt.Chart(_data(rows)).encode(x=x, x2="hi:Q")
+    base = alt.Chart(_data("bins")).encode(x=x, x2="hi:Q")
     bars = base.mark_bar(binSpacing=2, stroke="#ffffff", strokeWidth=1).encode(
         y=alt.Y(
             "count:Q",
             title="Accounts",
-            scale=alt.Scale(domain=[0, max(counts.values()) * 1.12 or 1]),
+            scale=alt.Scale(domain=_count_domain(rows)),
             axis=alt.Axis(tickMinStep=1, grid=True),
         ),
         y2=alt.datum(0),
@@ -140,17 +166,55 @@ def histogram(
         ),
     )
     text = (
-        alt.Chart(_data([{**r, "mid": r["lo"] + 5} for r in rows]))
+        alt.Chart(_data("labels"))
         .mark_text(dy=-6, fontSize=10, color=INK)
         .encode(x="mid:Q", y="count:Q", text=alt.Text("count:Q", format=","))
     )
     rules = (
-        alt.Chart(_data([{"t": seg.at_risk}, {"t": seg.healthy}]))
-        .mark_rule(strokeDash=[3, 3], color="#767676")
-        .encode(x="t:Q")
+        alt.Chart(_data("thresholds")).mark_rule(strokeDash=[3, 3], color="#767676").encode(x="t:Q")
     )
-    total = sum(counts.values())
     chart = (rules + bars + text).properties(width=WIDTH, height=170)
+    return _spec(chart, _histogram_data(rows, at_risk, healthy))
+
+
+def _histogram_data(
+    rows: list[dict[str, Any]], at_risk: float, healthy: float
+) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "thresholds": [{"t": at_risk}, {"t": healthy}],
+        "bins": rows,
+        "labels": [{**r, "mid": r["lo"] + 5} for r in rows],
+    }
+
+
+def _count_domain(rows: list[dict[str, Any]]) -> list[float]:
+    return [0, max(r["count"] for r in rows) * 1.12 or 1]
+
+
+@cache
+def _histogram_template(at_risk: float, healthy: float) -> str:
+    # which segments appear, their labels and the thresholds depend on these two alone
+    rows = _histogram_rows(dict.fromkeys(range(10), 0), at_risk, healthy)
+    return json.dumps(histogram_spec(rows, at_risk, healthy))  # never handed out: copied
+
+
+def _filled(rows: list[dict[str, Any]], at_risk: float, healthy: float) -> dict[str, Any]:
+    spec: dict[str, Any] = json.loads(_histogram_template(at_risk, healthy))
+    bars = spec["layer"][1]  # rules, bars, text: as histogram_spec layers them
+    bars["encoding"]["y"]["scale"]["domain"] = _count_domain(rows)
+    spec["datasets"] = _histogram_data(rows, at_risk, healthy)
+    return spec
+
+
+def histogram(
+    scores: pl.Series, cfg: Config, name: str = "score-distribution", whose: str = ""
+) -> ChartSpec:
+    """Draw the 10-point score histogram, each bar in its segment's colour, counts above."""
+    bins = (scores.drop_nulls() // 10).clip(0, 9).cast(pl.Int64).value_counts()
+    counts = dict.fromkeys(range(10), 0) | dict(bins.iter_rows())
+    seg = cfg.scoring.segments
+    rows = _histogram_rows(counts, seg.at_risk, seg.healthy)
+    total = sum(counts.values())
     who = f"{whose} " if whose else ""
     alt_text = (
         f"Histogram of the health scores of {total:,} {who}accounts in 10-point bins: "
@@ -158,7 +222,15 @@ def histogram(
         + f". At risk below {seg.at_risk:g}, healthy from {seg.healthy:g}."
     )
     caption = f"Scores of {who}accounts" if who else "Score distribution"
-    return _chart(name, caption, alt_text, chart, total=total)
+    spec = _filled(rows, seg.at_risk, seg.healthy)
+    return {
+        "name": name,
+        "caption": caption,
+        "alt": alt_text,
+        "spec": spec,
+        "facts": {"total": total},
+        "svg": "",
+    }
 
 
 def _nice_range(values: list[float]) -> tuple[float, float]:
@@ -211,13 +283,13 @@ def trend_chart(
     x = alt.X("as_of:T", title="Week ending", axis=_date_axis(len(pts)))
     y = alt.Y("mean:Q", title="Mean score", scale=alt.Scale(domain=[lo, hi], nice=False))
     line = (
-        alt.Chart(_data(rows))
+        alt.Chart(_data("points"))
         .mark_line(color=LINE, strokeWidth=2, point=alt.OverlayMarkDef(color=LINE, size=24))
         .encode(x=x, y=y)
     )
     layers: list[Any] = [line]
     if refs:
-        ref = alt.Chart(_data(refs))
+        ref = alt.Chart(_data("thresholds"))
         layers.insert(
             0,
             ref.mark_rule(strokeDash=[4, 3]).encode(
@@ -236,7 +308,7 @@ def trend_chart(
     changed = [{"as_of": d, "label": label} for d, label in marks if d in shown]
     if changed:
         layers.append(
-            alt.Chart(_data(changed))
+            alt.Chart(_data("config_marks"))
             .mark_rule(color=MARK, strokeDash=[2, 2], strokeWidth=1.5)
             .encode(x="as_of:T", tooltip="label:N")
             .properties(name="config_mark")
@@ -255,6 +327,7 @@ def trend_chart(
         caption,
         alt_text,
         chart,
+        {"points": rows, "thresholds": refs, "config_marks": changed},
         weeks=len(pts),
         first_date=first[0],
         last_date=last[0],
@@ -285,7 +358,7 @@ def segment_mix_chart(history: Sequence[Mapping[str, Any]]) -> ChartSpec | None:
             )
     legend = ("healthy", "neutral", "at_risk", "insufficient_data")
     chart = (
-        alt.Chart(_data(rows))
+        alt.Chart(_data("shares"))
         .mark_area(opacity=1, interpolate="step-after")
         .encode(
             x=alt.X("as_of:T", title="Week ending", axis=_date_axis(len(weeks))),
@@ -316,12 +389,20 @@ def segment_mix_chart(history: Sequence[Mapping[str, Any]]) -> ChartSpec | None:
         )
         + "."
     )
-    return _chart("segment-mix", "Accounts per segment per week", alt_text, chart, weeks=len(weeks))
+    return _chart(
+        "segment-mix",
+        "Accounts per segment per week",
+        alt_text,
+        chart,
+        {"shares": rows},
+        weeks=len(weeks),
+    )
 
 
 _SVG_OPEN = re.compile(r"<svg\b")
 _lock = threading.Lock()
-_pool: list[ThreadPoolExecutor] = []
+_lanes: dict[str, ThreadPoolExecutor] = {}
+_renders = [0]  # Vega renders of a spec in this process (tests count them; never reset)
 _WARM_SPEC = {
     "data": {"values": [{"a": 1}]},
     "mark": "point",
@@ -329,40 +410,65 @@ _WARM_SPEC = {
 }
 
 
-def _engine() -> ThreadPoolExecutor:
-    # One worker thread owns every export: vl-convert runs one conversion at a time anyway and
-    # releases the GIL while it renders, so a run goes on computing while its charts are drawn.
+def _lane(name: str) -> ThreadPoolExecutor:
+    # Two worker threads, each with its own queue: "report" draws the report's SVGs (and
+    # rasterises them for the stakeholder e-mail), "mail" the digests' histograms, so the
+    # report never waits behind a queue of digest images. vl-convert renders one spec at a time
+    # and releases the GIL meanwhile, so a run goes on computing while its charts are drawn.
     with _lock:
-        if not _pool:
-            _pool.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="chs-charts"))
-            _pool[0].submit(vl_convert.vegalite_to_svg, _WARM_SPEC)  # the engine's ~1 s start
-        return _pool[0]
+        if not _lanes:
+            _lanes["report"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chs-charts")
+            _lanes["mail"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chs-mail")
+            _lanes["report"].submit(vl_convert.vegalite_to_svg, _WARM_SPEC)  # the ~1 s start
+        return _lanes[name]
 
 
 def warm_up() -> None:
     """Start vl-convert's JavaScript engine in the background; calling it again does nothing."""
-    _engine()
+    _lane("report")
+
+
+def vega_renders() -> int:
+    """Return how many chart specs vl-convert has rendered in this process (the engine's own
+    warm-up not counted).
+    """
+    return _renders[0]
+
+
+def _render(spec: dict[str, Any]) -> str:
+    with _lock:
+        _renders[0] += 1
+    return str(vl_convert.vegalite_to_svg(spec))
 
 
 def _svg(chart: ChartSpec) -> str:
-    svg = vl_convert.vegalite_to_svg(chart["spec"])
+    svg = _render(chart["spec"])
     label = chart["alt"].replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
     svg = svg.replace(' class="marks"', "", 1)
     return _SVG_OPEN.sub(f'<svg role="img" aria-label="{label}" class="chart"', svg, count=1)
 
 
+def _raster(svg: str) -> bytes:
+    # resvg only, no second Vega render: the same bytes as vegalite_to_png of the spec
+    return bytes(vl_convert.svg_to_png(svg, scale=PNG_SCALE))
+
+
 def _png(chart: ChartSpec) -> bytes:
-    return bytes(vl_convert.vegalite_to_png(chart["spec"], scale=PNG_SCALE))
+    return _raster(chart["svg"] or _render(chart["spec"]))
 
 
 def submit_svg(chart: ChartSpec) -> Future[str]:
     """Start exporting a chart as an inline SVG element (labelled for screen readers)."""
-    return _engine().submit(_svg, chart)
+    return _lane("report").submit(_svg, chart)
 
 
 def submit_png(chart: ChartSpec) -> Future[bytes]:
-    """Start exporting a chart as a PNG image at twice its CSS size, for an e-mail."""
-    return _engine().submit(_png, chart)
+    """Start exporting a chart as a PNG image at twice its CSS size, for an e-mail.
+
+    A chart whose SVG the report already has is only rasterised (on the report's lane); any
+    other is rendered on the e-mails' own lane.
+    """
+    return _lane("report" if chart["svg"] else "mail").submit(_png, chart)
 
 
 def to_svg(chart: ChartSpec) -> str:

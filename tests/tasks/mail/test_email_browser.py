@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from email import message_from_bytes
 from email.message import EmailMessage
 from html import escape, unescape
 from pathlib import Path
@@ -20,12 +21,15 @@ from typing import Any
 
 import polars as pl
 import pytest
+import vl_convert
 
 from tasks.actions import recommend
 from tasks.config import Config, load_config
 from tasks.lifecycle import Advanced, advance, empty_state
-from tasks.mail.compose import ATTACHMENTS, Emails, build_emails
+from tasks.mail.compose import ATTACHMENTS, Emails, build_emails, draw_digest_charts
 from tasks.mail.digest import sectioned
+from tasks.mail.message import MAIL_POLICY
+from tasks.report.charts import PNG_SCALE, vega_renders
 from tasks.report.context import ReportInputs, build_context
 from tests.conftest import DEMO_END
 from tests.tasks.report.test_report_browser import _week, chromium, run_chromium
@@ -248,3 +252,61 @@ def test_csvs_over_the_size_budget_are_written_to_the_folder_and_linked(
     assert demo_mail.emails.files == {}
     full = dict(demo_mail.emails.messages)["stakeholders"]
     assert len(list(full.iter_attachments())) >= 3
+
+
+def _images(msg: EmailMessage) -> list[bytes]:
+    return [p.get_content() for p in msg.walk() if p.get_content_type() == "image/png"]
+
+
+def test_the_emails_render_one_chart_per_digest_and_none_for_the_report_charts(
+    demo_mail: DemoMail,
+) -> None:
+    ctx = demo_mail.context
+    before = vega_renders()
+    emails = build_emails(
+        demo_mail.scored,
+        demo_mail.advanced.work,
+        ctx,
+        demo_mail.cfg,
+        SENDER,
+        demo_mail.advanced.state,
+    )
+    digests = [m for k, m in emails.messages if k.startswith("digest-")]
+    assert len(digests) >= 2
+    # the stakeholder e-mail's three charts are the report's SVGs rasterised: no Vega render
+    assert vega_renders() - before == len(digests)
+    stake = _images(dict(emails.messages)["stakeholders"])
+    report = [c for c in (ctx["histogram"], ctx["trend"], ctx["segment_mix"]) if c]
+    assert stake == [vl_convert.vegalite_to_png(c["spec"], scale=PNG_SCALE) for c in report]
+    assert all(len(_images(m)) == 1 for m in digests)
+
+
+def test_no_chart_is_drawn_for_emails_a_run_does_not_build(demo_mail: DemoMail) -> None:
+    cfg = demo_mail.cfg
+    quiet = cfg.model_copy(
+        update={"report": cfg.report.model_copy(update={"recipients": [], "csm_digests": False})}
+    )
+    before = vega_renders()
+    assert draw_digest_charts(demo_mail.scored, quiet) == {}
+    emails = build_emails(
+        demo_mail.scored, demo_mail.advanced.work, demo_mail.context, quiet, SENDER
+    )
+    assert emails.messages == []
+    assert vega_renders() == before
+
+
+def test_each_multipart_has_its_own_random_boundary_and_reads_back_whole(
+    demo_mail: DemoMail,
+) -> None:
+    seen: set[str] = set()
+    for _, msg in demo_mail.emails.messages:
+        parts = [p for p in msg.walk() if p.is_multipart()]
+        bounds = [str(p.get_boundary()) for p in parts]
+        assert all(b.startswith("chs-") for b in bounds)
+        assert seen.isdisjoint(bounds)
+        seen |= set(bounds)
+        back = message_from_bytes(msg.as_bytes(), policy=MAIL_POLICY)
+        assert [p.get_content_type() for p in back.walk()] == [
+            p.get_content_type() for p in msg.walk()
+        ]
+        assert _images(back) == _images(msg)
