@@ -56,6 +56,8 @@ class PassHistory:
         self._risk: dict[date, pl.DataFrame] = {}  # calibration's rows of the pass's dates
         self._stored_risk: pl.DataFrame | None = None  # ... and of the store, read up front
         self._runs: dict[date, str | None] = {}  # each date's config hash: stored, then this pass's
+        # what the store held before this pass's first date, read once (action ids, openings)
+        self._before_first: tuple[date, set[str], pl.DataFrame] | None = None
         if span is not None:
             first, last = span
             # history_context reads KPIs 13 weeks back and the trend TREND_WEEKS back
@@ -65,7 +67,8 @@ class PassHistory:
                 for k in store.kpis_between(self._loaded_from, last)
             }
             self._stored_trend = store.trend(last, (last - self._loaded_from).days // 7 + 1)
-            self._stored_risk = store.risk_history(last)
+            # sorted here once, so a date's read is a concatenation (see risk_history)
+            self._stored_risk = store.risk_history(last).sort("as_of", "account_id")
             stored_runs = getattr(store, "runs", None)
             if callable(stored_runs):
                 self._runs = dict(stored_runs().select("as_of", "config_hash").iter_rows())
@@ -141,7 +144,16 @@ class PassHistory:
         )
         ours = pl.Series(list(self._risk), dtype=pl.Date)
         stored = stored.filter((pl.col("as_of") <= end) & ~pl.col("as_of").is_in(ours))
-        parts = [stored, *(r for d, r in self._risk.items() if d <= end)]
+        mine = sorted(d for d in self._risk if d <= end)
+        parts = [stored, *(self._risk[d] for d in mine)]
+        if (
+            self._stored_risk is not None
+            and mine
+            and not stored.filter(pl.col("as_of") >= mine[0]).height
+        ):
+            # each part is sorted by account and the dates follow each other: already in order
+            # (a sort of millions of rows per date by the end of a 52-week backfill)
+            return pl.concat(parts)
         return pl.concat(parts).sort("as_of", "account_id")
 
     def actions_before(self, as_of: date) -> pl.DataFrame:
@@ -152,13 +164,33 @@ class PassHistory:
             return conform(self._actions[latest], "action_history")
         return self.store.actions_before(as_of)
 
+    def _stored_before_first(self, as_of: date) -> tuple[set[str], pl.DataFrame] | None:
+        """Return the store's action ids and openings before this pass's first date, read once.
+
+        With them and this pass's own, a date reads nothing else from the store, which this
+        pass is writing to (a query per date over a growing table). None when the store has a
+        date from the pass's first date up to ``as_of`` that the pass did not compute.
+        """
+        first = min(self._added, default=None)
+        if first is None or any(first <= d < as_of and d not in self._added for d in self._stored):
+            return None
+        if self._before_first is None or self._before_first[0] != first:
+            ids = self.store.action_ids_before(first)
+            openings = self.store.action_openings(first - timedelta(days=1))
+            self._before_first = (first, ids, openings)
+        return self._before_first[1], self._before_first[2]
+
     def action_ids_before(self, as_of: date) -> set[str]:
         """Return every action id stored or computed in this pass (a pass runs oldest first)."""
-        return self.store.action_ids_before(as_of) | self._action_ids
+        found = self._stored_before_first(as_of)
+        stored = found[0] if found is not None else self.store.action_ids_before(as_of)
+        return stored | self._action_ids
 
     def action_openings(self, until: date) -> pl.DataFrame:
         """Return each action's opening row up to ``until``, stored or computed in this pass."""
-        parts = [self.store.action_openings(until), *self._openings]
+        found = self._stored_before_first(until + timedelta(days=1))
+        stored = found[1] if found is not None else self.store.action_openings(until)
+        parts = [stored, *self._openings]
         both = pl.concat([conform_openings(p) for p in parts], how="vertical")
         return both.filter(pl.col("opened_on") <= until).unique("action_id", keep="first")
 

@@ -569,3 +569,47 @@ def test_a_snapshots_scores_without_the_pivot_equal_the_pivot() -> None:
     fast = snapshot_scores(snap)
     assert_frame_equal(fast, history_scores(snap.scores, snap.measures))
     assert fast.columns[-len(names) :] == [f"c_{m}" for m in names]
+
+
+def _with_actions(snap: Snapshot, ids: list[str], opened_on: date) -> Snapshot:
+    acts = pl.DataFrame(
+        {
+            "account_id": ["acc0"] * len(ids),
+            "as_of": [snap.as_of] * len(ids),
+            "action": [f"play {i}" for i in ids],
+            "action_id": ids,
+            "opened_on": [opened_on] * len(ids),
+            "holdout": [False] * len(ids),
+            "opened_score": [30.0] * len(ids),
+            "opened_segment": ["at_risk"] * len(ids),
+        }
+    )
+    snap.actions = acts
+    return snap
+
+
+def test_pass_history_reads_action_ids_and_openings_as_the_store_would(
+    store: HistoryStore,
+) -> None:
+    """Before the pass's dates from the store once, then its own; equal to the store's answer.
+
+    The pass re-runs D2 (already stored with other actions): the old D2's actions are gone,
+    as they are from the store once the pass has written D2 again.
+    """
+    d3, d4 = D2 + timedelta(weeks=1), D2 + timedelta(weeks=2)
+    store.write_snapshot(_with_actions(snapshot(D1), ["x1"], D1))
+    store.write_snapshot(_with_actions(snapshot(D2), ["old2"], D2))
+    view = PassHistory(store, span=(D2, d4))
+    for d, ids in ((D2, ["y2"]), (d3, ["y2", "y3"])):
+        snap = _with_actions(snapshot(d), ids, D2 if ids == ["y2"] else d)
+        if d == d3:  # y2 carried, opened on D2; y3 opens on d3
+            snap.actions = snap.actions.with_columns(
+                pl.Series("opened_on", [D2, d3], dtype=pl.Date)
+            )
+        view.add(snap)
+        store.write_snapshot(snap)
+    assert view.action_ids_before(d4) == store.action_ids_before(d4) == {"x1", "y2", "y3"}
+    got = view.action_openings(d4).sort("action_id")
+    want = store.action_openings(d4).sort("action_id")
+    assert got["action_id"].to_list() == want["action_id"].to_list() == ["x1", "y2", "y3"]
+    assert_frame_equal(got, want, check_column_order=False)
