@@ -55,8 +55,23 @@ def due_rows(rows: pl.DataFrame, accounts: pl.DataFrame, days: int) -> pl.DataFr
     if "renewal_date" not in accounts.columns or rows.is_empty():
         return rows.clear()
     dates = accounts.select("account_id", "renewal_date")
-    joined = rows.drop("renewal_date", strict=False).join(dates, on="account_id", how="left")
-    return joined.filter(is_due(pl.col("as_of"), days))
+    joined = rows.drop("renewal_date", strict=False).join(
+        dates, on="account_id", how="left", maintain_order="left"
+    )
+    # whether a renewal is due depends on the two dates only: computed once per distinct pair
+    # (thousands), not per snapshot row (millions by the end of a year's backfill)
+    pairs = (
+        joined.select("renewal_date", "as_of")
+        .unique()
+        .with_columns(is_due(pl.col("as_of"), days).alias("_due"))
+    )
+    return (
+        joined.join(
+            pairs, on=["renewal_date", "as_of"], how="left", nulls_equal=True, maintain_order="left"
+        )
+        .filter(pl.col("_due"))
+        .drop("_due")
+    )
 
 
 def renewing_interval(
