@@ -8,9 +8,10 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NONE
 
+from flows.step import step
 from tasks.config import Config
 from tasks.mail.smtp import DeliveryReport
 from tasks.notify.messages import failure_card, run_cards
@@ -19,7 +20,7 @@ from tasks.notify.webhook import send_chat, webhook_urls, write_chat_outbox
 CHAT = Path("outbox") / "chat"
 
 
-@task(name="compose-chat", cache_policy=NONE)
+@step(name="compose-chat", cache_policy=NONE)
 def compose_chat(
     cfg: Config, scored: pl.DataFrame, actions: pl.DataFrame, as_of: date, stage: Path
 ) -> int:
@@ -39,7 +40,7 @@ def _log_delivery(report: DeliveryReport, outbox: Path, missing: list[str]) -> N
     log.info("%d chat messages sent; %d waiting in %s", report.sent, report.pending, outbox)
 
 
-@task(name="deliver-chat", retries=0, cache_policy=NONE)
+@step(name="deliver-chat", retries=0, cache_policy=NONE)
 def deliver_chat(cfg: Config, out: Path, send: bool) -> tuple[int, int]:
     """Post the date's chat messages to their webhooks when asked; otherwise leave them."""
     outbox = out / CHAT

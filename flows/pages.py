@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NONE
 
+from flows.step import step
 from tasks.config import Config
 from tasks.history.connect import open_history
 from tasks.report.accounts.context import PageData
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # importing it here would pull in scikit-learn (calibration) 
     from tasks.history.context import HistoryContext
 
 
-@task(name="account-pages", cache_policy=NONE)
+@step(name="account-pages", cache_policy=NONE)
 def account_pages(
     cfg: Config,
     day: date,

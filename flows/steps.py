@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from flows.pages import account_pages
 from flows.params import RunOptions
+from flows.step import step
 from tasks.actions import recommend
 from tasks.backfill import SpanWindow
 from tasks.calibrate import ChurnForecast, Method, forecast_churn
@@ -118,7 +119,7 @@ def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@task(
+@step(
     name="extract",
     retries=2,
     retry_delay_seconds=[2, 10],
@@ -148,7 +149,7 @@ def extract(
     return data
 
 
-@task(name="validate", cache_policy=NONE)
+@step(name="validate", cache_policy=NONE)
 def validate(
     cfg: Config, raw: dict[str, pl.DataFrame], run_time: datetime, as_of: date | None = None
 ) -> dict[str, ValidatedDataset]:
@@ -187,7 +188,7 @@ def validate(
     return out
 
 
-@task(name="features", cache_policy=NONE)
+@step(name="features", cache_policy=NONE)
 def features(
     cfg: Config, validated: dict[str, ValidatedDataset], dates: list[date]
 ) -> pl.DataFrame:
@@ -206,7 +207,7 @@ def compute_features(
     return partitioned_features(cfg, {k: v.accepted for k, v in validated.items()}, dates, opts)
 
 
-@task(name="score", cache_policy=NONE)
+@step(name="score", cache_policy=NONE)
 def score(
     cfg: Config,
     features: pl.DataFrame,
@@ -221,7 +222,7 @@ def score(
     )
 
 
-@task(name="calibrate", cache_policy=NONE)
+@step(name="calibrate", cache_policy=NONE)
 def calibrate_churn(
     scored: pl.DataFrame,
     validated: dict[str, ValidatedDataset],
@@ -238,7 +239,7 @@ def calibrate_churn(
     return scored, churn
 
 
-@task(
+@step(
     name="history-read",
     retries=2,
     retry_delay_seconds=[1, 5],
@@ -254,7 +255,7 @@ def read_history(cfg: Config, as_of: date) -> HistoryContext:
         store.close()
 
 
-@task(name="recommend", cache_policy=NONE)
+@step(name="recommend", cache_policy=NONE)
 def recommend_actions(cfg: Config, scored: pl.DataFrame, as_of: date) -> pl.DataFrame:
     """Fire the playbook rules that have data; say which were skipped and why."""
     rules, skipped = rules_with_data(cfg.actions, scored)
@@ -263,7 +264,7 @@ def recommend_actions(cfg: Config, scored: pl.DataFrame, as_of: date) -> pl.Data
     return recommend(scored, cfg.model_copy(update={"actions": rules}), as_of)
 
 
-@task(name="lifecycle", cache_policy=NONE)
+@step(name="lifecycle", cache_policy=NONE)
 def lifecycle(
     cfg: Config,
     fired: pl.DataFrame,
@@ -284,7 +285,7 @@ def lifecycle(
     return loop
 
 
-@task(name="kpis", cache_policy=NONE)
+@step(name="kpis", cache_policy=NONE)
 def kpis(
     cfg: Config,
     validated: dict[str, ValidatedDataset],
@@ -311,7 +312,7 @@ def mail_sender() -> str:
     return smtp.sender if smtp else SmtpSettings.sender_from_env()
 
 
-@task(name="write-files", cache_policy=NONE)
+@step(name="write-files", cache_policy=NONE)
 def write_files(
     cfg: Config,
     as_of: date,
@@ -325,7 +326,7 @@ def write_files(
     return stage_outputs(cfg.out_dir, as_of, table, actions, kpi, validated, cfg.output.csv_bom)
 
 
-@task(name="write-xlsx", cache_policy=NONE)
+@step(name="write-xlsx", cache_policy=NONE)
 def write_xlsx(cfg: Config, scored: pl.DataFrame, actions: pl.DataFrame, stage: Path) -> None:
     """Write ``at_risk.xlsx`` (the at-risk accounts and the actions) into the staging folder."""
     if cfg.output.xlsx_max_rows:
@@ -338,7 +339,7 @@ def write_loop_files(loop: LoopRun, stage: Path) -> None:
     (stage / "effectiveness.json").write_text(json.dumps(loop.effectiveness, indent=2))
 
 
-@task(name="rollup", cache_policy=NONE)
+@step(name="rollup", cache_policy=NONE)
 def rollup(
     cfg: Config,
     as_of: date,
@@ -353,7 +354,7 @@ def rollup(
     return out
 
 
-@task(name="render-report", cache_policy=NONE)
+@step(name="render-report", cache_policy=NONE)
 def render(
     cfg: Config,
     as_of: date,
@@ -397,7 +398,7 @@ def render(
     return ctx
 
 
-@task(name="compose-emails", cache_policy=NONE)
+@step(name="compose-emails", cache_policy=NONE)
 def compose_emails(
     cfg: Config,
     scored: pl.DataFrame,
@@ -418,7 +419,7 @@ def compose_emails(
     return len(write_outbox(built.messages, stage / "outbox"))
 
 
-@task(
+@step(
     name="store",
     retries=2,
     retry_delay_seconds=[1, 5],
@@ -530,7 +531,7 @@ def result_of(done: Published, delivered: tuple[int, int, bool]) -> RunResult:
     )
 
 
-@task(name="deliver", cache_policy=NONE)
+@step(name="deliver", cache_policy=NONE)
 def deliver(out: Path, send: bool) -> tuple[int, int, bool]:
     """Send the outbox over SMTP when asked and configured; otherwise leave it in the outbox."""
     log = get_run_logger()

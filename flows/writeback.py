@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NONE
 
+from flows.step import step
 from tasks.config import Config
 from tasks.errors import ChsError
 from tasks.writeback.run import WritebackResult, writeback
@@ -33,7 +34,7 @@ def describe(r: WritebackResult) -> list[str]:
     return lines
 
 
-@task(name="writeback", cache_policy=NONE)
+@step(name="writeback", cache_policy=NONE)
 def write_back(cfg: Config, as_of: date) -> WritebackResult | None:
     """Write the date's changed scores back to the CRM when ``[writeback] apply`` is true."""
     if cfg.writeback is None or not cfg.writeback.apply:
