@@ -45,6 +45,7 @@ def weekly_flow(params: WeeklyParams) -> RunResult:
         history = read_history(cfg, day)
         raw = extract(cfg, day, run_time)
         validated = validate(cfg, raw, run_time, day)
+        del raw  # the validated frames are all the rest reads
         feats = compute_features(cfg, validated, [day], params)
         prepared = prepare_date(cfg, day, feats, validated, history, run_time, pages=params.pages)
         compose_chat(cfg, prepared.scored, prepared.actions, day, prepared.out)

@@ -83,15 +83,26 @@ def annotate_frame(df: pl.DataFrame, text: pl.Expr, cfg: TextConfig) -> pl.DataF
     from tasks.text.models import read_texts  # the NLP packages load only with a text source
 
     clean = text.str.strip_chars().replace("", None)
-    body = df.select(clean.alias("t"))["t"]
-    readings = read_texts(body.drop_nulls().to_list(), cfg.min_language_confidence)
-    lang = [readings[t].language if t is not None else None for t in body]
-    score = [readings[t].sentiment if t is not None else None for t in body]
-    out = df.with_columns(
-        pl.Series("_text_lang", lang, pl.String),
-        pl.Series("_text_sentiment", score, pl.Float64),
-        themes_expr(clean, cfg.themes).alias("_text_themes"),
-    )
+    body = df.select(clean.alias("t"))
+    # Each distinct text is read and matched once and joined back: rows repeat texts (a
+    # ticket's templated subject, a survey's stock comment), and at a million accounts the
+    # per-row loop and the theme patterns over every row cost minutes.
+    distinct = body.unique(maintain_order=True)["t"]
+    readings = read_texts(distinct.drop_nulls().to_list(), cfg.min_language_confidence)
+    table = pl.DataFrame(
+        {
+            "t": distinct,
+            "_text_lang": pl.Series(
+                [readings[t].language if t is not None else None for t in distinct], dtype=pl.String
+            ),
+            "_text_sentiment": pl.Series(
+                [readings[t].sentiment if t is not None else None for t in distinct],
+                dtype=pl.Float64,
+            ),
+        }
+    ).with_columns(themes_expr(pl.col("t"), cfg.themes).alias("_text_themes"))
+    read = body.join(table, on="t", how="left", nulls_equal=True, maintain_order="left")
+    out = pl.concat([df, read.drop("t")], how="horizontal")
     return out.with_columns(
         label_expr(pl.col("_text_sentiment"), pl.col("_text_lang").is_not_null(), cfg).alias(
             "_text_label"

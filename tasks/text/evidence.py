@@ -85,20 +85,34 @@ def account_evidence(
     recent = _window(texts.filter(pl.col("text").is_not_null()), as_of, cfg.text.days).filter(
         pl.col("account_id").is_in(moved["account_id"].implode())
     )
-    by_account = {k[0]: g for k, g in recent.group_by("account_id")}
+    # every account's picks in one sort: its most negative texts first when the signal cost
+    # points (or a playbook fired), else its most positive; the latest first on a tie
+    negative = moved.select(
+        "account_id",
+        ((pl.col("_lost") >= MIN_POINTS) | pl.col("action").is_not_null()).alias("_neg"),
+    )
+    picks = (
+        recent.filter(pl.col("sentiment").is_not_null())
+        .join(negative, on="account_id")
+        .with_columns(
+            pl.when(pl.col("_neg"))
+            .then(pl.col("sentiment"))
+            .otherwise(-pl.col("sentiment"))
+            .alias("_key")
+        )
+        .sort("account_id", "_key", "created_at", descending=[False, False, True])
+        .group_by("account_id", maintain_order=True)
+        .head(cfg.text.evidence)
+    )
+    by_account: dict[str, list[dict[str, Any]]] = {}
+    for x in picks.to_dicts():
+        by_account.setdefault(x["account_id"], []).append(_item(x))
     out = []
     # accounts a text playbook fired for first: the report lists the first [report] top_n
     fired_first = moved.with_columns(pl.col("action").is_not_null().alias("_fired"))
     ranked = fired_first.sort("_fired", "_lost", "account_id", descending=[True, True, False])
     for r in ranked.to_dicts():
-        rows = by_account.get(r["account_id"])
-        negative = r["_lost"] >= MIN_POINTS or r["action"] is not None
-        items = []
-        if rows is not None:
-            pick = rows.filter(pl.col("sentiment").is_not_null()).sort(
-                "sentiment", "created_at", descending=[not negative, True]
-            )
-            items = [_item(x) for x in pick.head(cfg.text.evidence).to_dicts()]
+        items = by_account.get(r["account_id"], [])
         out.append(
             {
                 "account_id": r["account_id"],
