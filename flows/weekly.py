@@ -23,7 +23,7 @@ from flows.steps import (
     validate,
 )
 from flows.writeback import write_back
-from tasks.backfill import counted_only, hashed_events
+from tasks.backfill import counted_only
 from tasks.clock import utc_now
 from tasks.config import load_config
 from tasks.runlock import run_lock
@@ -47,7 +47,6 @@ def weekly_flow(params: WeeklyParams) -> RunResult:
         raw = extract(cfg, day, run_time)
         validated = validate(cfg, raw, run_time, day)
         del raw  # the validated frames are all the rest reads
-        validated = hashed_events(validated)  # ids as hashes: the features use nothing else
         feats = compute_features(cfg, validated, [day], params)
         validated = counted_only(validated)  # the events are only counted from here on
         prepared = prepare_date(cfg, day, feats, validated, history, run_time, pages=params.pages)
