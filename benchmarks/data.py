@@ -36,6 +36,7 @@ class Scale:
 SCALES = {
     "S": Scale("S", 10_000, 200),  # about 2 million usage events
     "L": Scale("L", 100_000, 200),  # about 20 million usage events
+    "XL": Scale("XL", 1_000_000, 200),  # about 200 million usage events
 }
 
 

@@ -16,6 +16,11 @@ DOC = ROOT / "BENCHMARKS.md"
 BEGIN = "<!-- benchmarks/run.py writes from here on; text outside these markers is kept -->"
 END = "<!-- end of the generated part -->"
 GIB = 1024.0  # peak_rss_mb is in MiB
+SCALE_NAMES = ("S", "L", "XL")  # benchmarks/data.py's SCALES, smallest first
+
+
+def _scale_order(name: str) -> int:
+    return SCALE_NAMES.index(name) if name in SCALE_NAMES else len(SCALE_NAMES)
 
 
 def machine() -> dict[str, Any]:
@@ -60,14 +65,14 @@ def merge_rows(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dic
 
 
 def sort_rows(rows: list[dict[str, Any]], tasks: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Order result rows: scale S first, then by scale, then in pipeline task order.
+    """Order result rows: by scale, smallest first, then in pipeline task order.
 
     Rows of tasks the benchmark no longer has (a stage renamed or split) are dropped, so the
     tables never show a figure nothing measures any more.
     """
     order = {t: i for i, t in enumerate(tasks)}
     known = [r for r in rows if r["task"] in order]
-    return sorted(known, key=lambda r: (r["scale"] != "S", r["scale"], order[r["task"]]))
+    return sorted(known, key=lambda r: (_scale_order(r["scale"]), r["scale"], order[r["task"]]))
 
 
 def _row(rows: list[dict[str, Any]], scale: str, task: str) -> dict[str, Any] | None:
@@ -121,6 +126,8 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool | None]]:
     seconds("L", "weekly_run_server", 30, f"weekly run at L <= 30 s, {server}")
     seconds("S", "weekly_run_server", 12, f"weekly run at S <= 12 s, {server}")
     memory("L", "weekly_run", 3, "peak RSS of the weekly run at L <= 3 GiB")
+    seconds("XL", "weekly_run", 180, "weekly run at XL <= 180 s")
+    memory("XL", "weekly_run", 12e9 / 2**30, "peak RSS of the weekly run at XL <= 12 GB")
     seconds("L", "backfill_52w", 90, "52-week backfill at L <= 90 s")
     memory("L", "backfill_52w", 4, "peak RSS of the 52-week backfill at L <= 4 GiB")
     whole = ("weekly_run", "weekly_run_server", "backfill_52w", "reference_features")
@@ -176,7 +183,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "| scale | accounts | orders | tickets | survey responses | usage events | generated in |",
         "|---|---|---|---|---|---|---|",
     ]
-    for scale, d in sorted(meta.get("data", {}).items(), key=lambda kv: kv[0] != "S"):
+    for scale, d in sorted(meta.get("data", {}).items(), key=lambda kv: _scale_order(kv[0])):
         lines.append(
             f"| {scale} | {d['accounts']:,} | {d['orders']:,} | {d['tickets']:,} | "
             f"{d['survey_responses']:,} | {d['usage_events']:,} | {d.get('generated_in_s', '?')} s |"
@@ -191,7 +198,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "core count means the times include waiting for a CPU). `*` marks a run stopped at its "
         "time limit, whose time is extrapolated from the dates it finished (see Notes).",
     ]
-    for scale in ("S", "L"):
+    for scale in SCALE_NAMES:
         present = [r for r in rows if r["scale"] == scale]
         if not present:
             continue
@@ -204,7 +211,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         ]
         lines += [f"| {r['task']} | " + " | ".join(_cells(r)) + " |" for r in present]
     lines += ["", "### Features vs the hand-written DuckDB reference", ""]
-    for scale in ("S", "L"):
+    for scale in SCALE_NAMES:
         q = ratio(rows, scale)
         if q is not None:
             lines.append(f"- {scale}: features / reference_features = **{q:.2f}x**")

@@ -23,6 +23,7 @@ from flows.steps import (
     validate,
 )
 from flows.writeback import write_back
+from tasks.backfill import counted_only
 from tasks.clock import utc_now
 from tasks.config import load_config
 from tasks.report.charts import warm_up as warm_up_charts
@@ -51,7 +52,9 @@ def weekly_flow(params: WeeklyParams) -> RunResult:
         history = read_history(cfg, day)
         raw = extract(cfg, day, run_time)
         validated = validate(cfg, raw, run_time, day)
+        del raw  # the validated frames are all the rest reads
         feats = compute_features(cfg, validated, [day], params)
+        validated = counted_only(validated)  # the events are only counted from here on
         prepared = prepare_date(cfg, day, feats, validated, history, run_time, pages=params.pages)
         compose_chat(cfg, prepared.scored, prepared.actions, day, prepared.out)
         done = replace(prepared, out=store(cfg, prepared.snapshot, prepared.out))

@@ -69,6 +69,17 @@ def test_quarantine_reasons_and_counts_reconcile() -> None:
     assert counts[("cast_to_schema", "score")] == 1
 
 
+def test_a_fully_valid_dataset_is_accepted_whole_with_an_empty_quarantine_of_its_schema() -> None:
+    typed = _surveys().filter(pl.col("_row") == 1)  # r1 alone: nothing wrong with it
+    v = validate_dataset(typed, "survey_responses", CFG, RUN, account_ids=IDS)
+    assert v.accepted.equals(typed.drop("_row", "_reason"))
+    assert v.quarantined.height == 0
+    assert v.failed == []
+    # the same columns and types as a quarantine with rows (the quarantine files' header)
+    mixed = validate_dataset(_surveys(), "survey_responses", CFG, RUN, account_ids=IDS)
+    assert v.quarantined.schema == mixed.quarantined.schema
+
+
 def test_gate_stops_a_mostly_invalid_dataset() -> None:
     v = validate_dataset(_surveys(), "survey_responses", CFG, RUN, account_ids=IDS)
     with pytest.raises(

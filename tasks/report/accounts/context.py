@@ -79,6 +79,7 @@ class PageData:
         rollup) by account, keeping only what the pages of ``ids`` show.
         """
         keep = pl.Series(ids, dtype=pl.String).implode()
+        listed = set(ids)  # once: built per text it made the split quadratic in accounts
 
         def mine(name: str) -> pl.DataFrame | None:
             df = frames.get(name)
@@ -99,7 +100,7 @@ class PageData:
             rollup=_rows(mine("rollup")),
             marks=marks,
             hrefs=hrefs,
-            voice={v["account_id"]: v for v in voice or [] if v["account_id"] in set(ids)},
+            voice={v["account_id"]: v for v in voice or [] if v["account_id"] in listed},
         )
 
 
