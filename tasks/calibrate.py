@@ -46,7 +46,9 @@ class Platt:
     def fit(cls, x: np.ndarray, y: np.ndarray, max_iter: int = 100) -> Platt:
         """Fit on scores ``x`` (0-1) and outcomes ``y`` (0/1); both outcomes must occur."""
         yf = y.astype(float)
-        rate = float(yf.mean())
+        # one outcome only (every snapshot churned, say) has no finite optimum: the start is
+        # clipped and a singular step ends the fit, which then predicts that outcome
+        rate = min(max(float(yf.mean()), 1e-9), 1 - 1e-9)
         a, b = float(np.log(rate / (1 - rate))), 0.0
         for _ in range(max_iter):
             p = 1.0 / (1.0 + np.exp(-(a + b * x)))
@@ -56,7 +58,9 @@ class Platt:
             hess = np.array(
                 [[w.sum(), wx.sum()], [wx.sum(), (wx * x).sum() + 1 / _UNREGULARISED_C]]
             )
-            step = np.linalg.solve(hess, grad)
+            step = np.linalg.lstsq(hess, grad, rcond=None)[0]
+            if not np.isfinite(step).all():
+                break
             a, b = a - float(step[0]), b - float(step[1])
             if float(np.abs(step).max()) < 1e-10:
                 break

@@ -194,6 +194,8 @@ def test_platt_is_scikit_learns_objective_solved_exactly() -> None:
         assert got.intercept == pytest.approx(float(ref.intercept_[0]), abs=1e-5)
         assert got.slope == pytest.approx(float(ref.coef_[0, 0]), abs=1e-5)
         assert np.abs(got.predict(x) - ref.predict_proba(x.reshape(-1, 1))[:, 1]).max() < 1e-6
+    every = Platt.fit(rng.random(50), np.ones(50, dtype=int))  # one outcome: no optimum
+    assert np.all(every.predict(np.array([0.0, 0.5, 1.0])) > 0.99)
 
 
 def test_renewing_interval_matches_the_exact_distribution() -> None:
