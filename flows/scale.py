@@ -4,8 +4,7 @@ Accounts are split by a stable hash of their id (``tasks.partition``); every fea
 population-fitted purchase model depends on one account's rows only, so each partition is
 computed alone, on a Dask worker, and the partitions are joined again before anything that
 looks across accounts (the purchase model, percentile normalisation, KPIs). The joined frame
-is sorted like the single-process one, sums run in integers, and the score adds its terms in a
-fixed order (``tasks.score._sum``), so the result is identical.
+is sorted like the single-process one, and sums run in integers, so the result is identical.
 """
 
 from __future__ import annotations

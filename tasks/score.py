@@ -10,9 +10,6 @@ a week's change splits exactly into per-measure parts.
 
 from __future__ import annotations
 
-import operator
-from functools import reduce
-
 import polars as pl
 from polars.expr.whenthen import ChainedThen, Then
 
@@ -91,16 +88,6 @@ def _weights(cfg: Config) -> dict[str, dict[str, float]]:
     return by_dim
 
 
-def _sum(terms: list[pl.Expr]) -> pl.Expr:
-    """Add the terms left to right, row by row (none of them is null).
-
-    ``pl.sum_horizontal`` may add in another order depending on how the frame's columns lie
-    in memory, so the same account could score 0.1 apart scored alone, in a partition
-    (``--partitions``) or among a backfill's dates; a fixed order gives the same bits.
-    """
-    return reduce(operator.add, terms) if terms else pl.lit(0.0)
-
-
 def _has(name: str) -> pl.Expr:
     return pl.col(f"m_{name}").is_not_null()
 
@@ -112,11 +99,13 @@ def effective_weights(df: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     total_w = sum(dims[d] for d in by_dim)
     dim_exprs, avail_w = [], {}
     for d, ms in by_dim.items():
-        avail_w[d] = _sum([pl.when(_has(n)).then(w).otherwise(0.0) for n, w in ms.items()])
-        num = _sum([pl.col(f"m_{n}").fill_null(0.0) * w for n, w in ms.items()])
+        avail_w[d] = pl.sum_horizontal(
+            [pl.when(_has(n)).then(w).otherwise(0.0) for n, w in ms.items()]
+        )
+        num = pl.sum_horizontal([pl.col(f"m_{n}").fill_null(0.0) * w for n, w in ms.items()])
         dim_exprs.append(pl.when(avail_w[d] > 0).then(num / avail_w[d]).alias(d))
     df = df.with_columns(dim_exprs)
-    dim_avail = _sum(
+    dim_avail = pl.sum_horizontal(
         [pl.when(pl.col(d).is_not_null()).then(dims[d]).otherwise(0.0) for d in by_dim]
     )
     e_exprs, cov = [], []
@@ -141,8 +130,8 @@ def effective_weights(df: pl.DataFrame, cfg: Config) -> pl.DataFrame:
         *weightless,
         *[pl.lit(None, pl.Float64).alias(d) for d in DIMENSIONS if d not in by_dim],
     ]
-    df = df.with_columns(*e_exprs, *absent, _sum(cov).alias("coverage"))
-    raw = _sum(
+    df = df.with_columns(*e_exprs, *absent, pl.sum_horizontal(cov).alias("coverage"))
+    raw = pl.sum_horizontal(
         [pl.col(f"e_{n}") * pl.col(f"m_{n}").fill_null(0.0) for ms in by_dim.values() for n in ms]
     )
     return df.with_columns(pl.when(dim_avail > 0).then(raw).alias("_raw_score"))
