@@ -4,7 +4,10 @@ Accounts are split by a stable hash of their id (``tasks.partition``); every fea
 population-fitted purchase model depends on one account's rows only, so each partition is
 computed alone, on a Dask worker, and the partitions are joined again before anything that
 looks across accounts (the purchase model, percentile normalisation, KPIs). The joined frame
-is sorted like the single-process one, and sums run in integers, so the result is identical.
+is sorted like the single-process one, and sums run in integers, so the features are identical;
+the scores may still differ by 0.1 at a rounding step for a few accounts, because scoring adds
+with ``pl.sum_horizontal``, whose order follows memory layout (BENCHMARKS.md, "Identical
+scores").
 """
 
 from __future__ import annotations
