@@ -2,9 +2,10 @@
 
 An account has evidence when a text measure cost it points or a playbook that reads a text
 measure fired for it: then the ``[text] evidence`` texts of the window that weigh most in the
-signal's direction (most negative first when it cost points, else most positive), each with
-its channel, date, language, sentiment and themes. The text is truncated here and escaped
-by the templates (Jinja2 autoescape), never trusted as markup.
+signal's direction (most negative first: every such signal lowered the score or fired a
+playbook meant for bad news), each with its channel, date, language, sentiment and themes.
+The text is truncated here and escaped by the templates (Jinja2 autoescape), never trusted
+as markup.
 """
 
 from __future__ import annotations
@@ -64,16 +65,19 @@ def _picks(
 ) -> dict[str, list[dict[str, Any]]]:
     """Return each moved account's ``[text] evidence`` texts of the window, in one sort.
 
-    An account whose signal cost points (``_neg``) shows its most negative texts first, else
-    its most positive; ties go to the newest, then to the order the texts were read in.
+    Every moved account's signal cost points or fired a playbook, so its most negative texts
+    come first; ties go to the newest, then to the order the texts were read in.
     """
     recent = _window(texts.filter(pl.col("text").is_not_null()), as_of, cfg.text.days)
-    toward = pl.when(pl.col("_neg")).then(pl.col("sentiment")).otherwise(-pl.col("sentiment"))
     rows = (
         recent.filter(pl.col("sentiment").is_not_null())
-        .join(moved, on="account_id", how="inner", maintain_order="left")
+        .join(moved, on="account_id", how="semi", maintain_order="left")
         .sort(
-            "account_id", toward, "created_at", descending=[False, False, True], maintain_order=True
+            "account_id",
+            "sentiment",
+            "created_at",
+            descending=[False, False, True],
+            maintain_order=True,
         )
         .group_by("account_id", maintain_order=True)
         .head(cfg.text.evidence)
@@ -140,12 +144,9 @@ def account_evidence(
     moved = moved.filter((pl.col("_lost") >= MIN_POINTS) | pl.col("action").is_not_null())
     if moved.is_empty():
         return [], 0
-    negative = (pl.col("_lost") >= MIN_POINTS) | pl.col("action").is_not_null()
     out = []
     # accounts a text playbook fired for first: the report lists the first [report] top_n
-    fired_first = moved.with_columns(
-        pl.col("action").is_not_null().alias("_fired"), negative.alias("_neg")
-    )
+    fired_first = moved.with_columns(pl.col("action").is_not_null().alias("_fired"))
     ranked = fired_first.sort("_fired", "_lost", "account_id", descending=[True, True, False])
     owner = pl.col("csm_email") if "csm_email" in ranked.columns else pl.lit(None, pl.String)
     shown = ranked.filter(
@@ -153,7 +154,7 @@ def account_evidence(
         | (pl.int_range(pl.len()).over(owner) < DIGEST_ROWS)
         | pl.col("account_id").is_in(list(pages))
     )
-    picked = _picks(texts, shown.select("account_id", "_neg"), cfg, as_of)
+    picked = _picks(texts, shown.select("account_id"), cfg, as_of)
     for r in shown.to_dicts():
         items = picked.get(r["account_id"], [])
         out.append(

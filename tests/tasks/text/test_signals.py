@@ -25,6 +25,12 @@ CFG = parse_config(
 )
 
 
+def _runs_clean(code: str) -> None:
+    """Run ``code`` in a fresh interpreter (its own imports and threads); it must exit 0."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+
+
 def _accounts() -> pl.DataFrame:
     return pl.DataFrame(
         {"account_id": ["a", "b", "c"], "name": ["A", "B", "C"], "seats": [10, 20, 5]}
@@ -208,8 +214,7 @@ def test_no_text_source_imports_no_nlp_library() -> None:
         "assert not [m for m in names if not m.startswith('tasks')], names\n"
         "assert 'tasks.text.models' not in sys.modules\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert r.returncode == 0, r.stderr
+    _runs_clean(code)
 
 
 @pytest.fixture
@@ -326,5 +331,4 @@ def test_the_text_models_load_in_the_background_only_with_a_text_stage() -> None
         "assert models._chinese.cache_info().currsize == 1\n"
         "assert models._identifier.cache_info().currsize == 1\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert r.returncode == 0, r.stderr
+    _runs_clean(code)
